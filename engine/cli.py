@@ -1,0 +1,217 @@
+"""The ``caseflow`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from engine.errors import CaseflowError
+from engine.settings import Settings, SettingsError
+
+def _print(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+
+
+def _variables(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"--variables is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise SystemExit("--variables must be a JSON object")
+    return value
+
+
+def _app(settings: Settings) -> Any:
+    from engine.app import build
+
+    return build(settings)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from engine.api.main import create_app
+    from engine.app import deploy_directory
+
+    app = _app(settings)
+    deployed = deploy_directory(app.engine, settings.bpmn_dir)
+    for d in deployed:
+        for definition in d.get("definitions", []):  # type: ignore[union-attr]
+            logging.info("deployed %s", definition["id"])
+    app.scheduler.start()
+    api = create_app(app.engine)
+    print(f"caseflow is serving on http://{args.host}:{args.port} (API docs at /docs, database "
+          f"{settings.database_url})", flush=True)
+    try:
+        uvicorn.run(api, host=args.host, port=args.port, log_level="info")
+    finally:
+        app.scheduler.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    app = _app(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    app.scheduler.start()
+    print("caseflow worker: firing timers and relaying messages (Ctrl+C to stop)", flush=True)
+    stop.wait()
+    app.scheduler.stop()
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
+    app = _app(settings)
+    files = []
+    for name in args.files:
+        path = Path(name)
+        if not path.is_file():
+            raise SystemExit(f"{name}: no such file")
+        files.append((path.name, path.read_bytes()))
+    _print(app.engine.deploy(files, name=args.name, source="cli", actor=args.user))
+    return 0
+
+
+def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
+    app = _app(settings)
+    _print(app.engine.start(key=args.key, business_key=args.business_key, variables=_variables(args.variables),
+                            actor=args.user))
+    return 0
+
+
+def cmd_instances(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.store import queries
+    from engine.store.db import read_only
+
+    app = _app(settings)
+    with read_only(app.engine.db) as conn:
+        _print(queries.instances(conn, key=args.key, business_key=args.business_key, state=args.state))
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.store import queries
+    from engine.store.db import read_only
+
+    app = _app(settings)
+    with read_only(app.engine.db) as conn:
+        _print(queries.tasks(conn, candidate_group=args.candidate_group, assignee=args.assignee,
+                             instance_id=args.instance_id))
+    return 0
+
+
+def cmd_claim(args: argparse.Namespace, settings: Settings) -> int:
+    _print(_app(settings).engine.claim(args.task_id, args.user))
+    return 0
+
+
+def cmd_complete(args: argparse.Namespace, settings: Settings) -> int:
+    _print(_app(settings).engine.complete(args.task_id, _variables(args.variables), user=args.user))
+    return 0
+
+
+def cmd_correlate(args: argparse.Namespace, settings: Settings) -> int:
+    _print(_app(settings).engine.correlate(args.name, business_key=args.business_key,
+                                           correlation_keys=_variables(args.keys),
+                                           variables=_variables(args.variables), message_id=args.message_id,
+                                           ttl_seconds=args.ttl, actor=args.user))
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.store import audit
+    from engine.store.db import read_only
+
+    app = _app(settings)
+    with read_only(app.engine.db) as conn:
+        checked, problems = audit.verify(conn, args.instance_id)
+    _print({"ok": not problems, "records_checked": checked, "problems": [p.__dict__ for p in problems]})
+    return 0 if not problems else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="caseflow", description="caseflow: BPMN engine for inter-agency case "
+                                "transfer. Configuration comes from CASEFLOW_* environment variables.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.set_defaults(func=func)
+        return sp
+
+    s = add("serve", "run the API and the scheduler; deploys the models in bpmn/ on first start", cmd_serve)
+    s.add_argument("--host", default=None, help="address to listen on (default CASEFLOW_HOST or 127.0.0.1)")
+    s.add_argument("--port", type=int, default=None, help="port (default CASEFLOW_PORT or 8080)")
+    add("worker", "run only the scheduler: timers, outbox relay, message expiry", cmd_worker)
+    s = add("deploy", "deploy BPMN/DMN files as one deployment", cmd_deploy)
+    s.add_argument("files", nargs="+", metavar="FILE")
+    s.add_argument("--name", help="deployment name")
+    s.add_argument("--user", help="who deploys (audit)")
+    s = add("start", "start an instance of the latest version of a process", cmd_start)
+    s.add_argument("key")
+    s.add_argument("--business-key")
+    s.add_argument("--variables", help="JSON object")
+    s.add_argument("--user", help="who starts (audit)")
+    s = add("instances", "list process instances", cmd_instances)
+    s.add_argument("--key")
+    s.add_argument("--business-key")
+    s.add_argument("--state", choices=["running", "completed", "cancelled", "incident"])
+    s = add("tasks", "list open user tasks", cmd_tasks)
+    s.add_argument("--candidate-group")
+    s.add_argument("--assignee")
+    s.add_argument("--instance-id")
+    s = add("claim", "claim a user task", cmd_claim)
+    s.add_argument("task_id")
+    s.add_argument("--user", required=True)
+    s = add("complete", "complete a user task", cmd_complete)
+    s.add_argument("task_id")
+    s.add_argument("--variables", help="JSON object")
+    s.add_argument("--user")
+    s = add("correlate", "deliver a message", cmd_correlate)
+    s.add_argument("name")
+    s.add_argument("--business-key")
+    s.add_argument("--keys", help="correlation keys as a JSON object")
+    s.add_argument("--variables", help="JSON object")
+    s.add_argument("--message-id")
+    s.add_argument("--ttl", type=int, default=0, help="buffer this many seconds if nobody waits yet")
+    s.add_argument("--user")
+    a = add("audit", "audit trail tools", lambda *_: 2)
+    asub = a.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    v = asub.add_parser("verify", help="recompute the hash chains; exit 1 if a record was edited or removed",
+                        description="recompute the hash chains; exit 1 if a record was edited or removed")
+    v.add_argument("--instance-id")
+    v.set_defaults(func=cmd_audit_verify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if getattr(args, "host", None) is None and args.command == "serve":
+            args.host = settings.host
+        if getattr(args, "port", None) is None and args.command == "serve":
+            args.port = settings.port
+        result: int = args.func(args, settings)
+        return result
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except CaseflowError as exc:
+        print(json.dumps(exc.to_dict(), ensure_ascii=False), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

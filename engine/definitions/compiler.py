@@ -1,0 +1,349 @@
+"""Turn deployed resources into executable process models, or refuse them with a precise error.
+
+Every resource is parsed by the hardened parser (``xml.parse_xml``) and handed to the library as a tree, so the
+library never touches bytes. Parsing and validation happen once per definition; the engine caches the result.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import UTC as _UTC
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lxml import etree
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.event_definitions.conditional import ConditionalEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity, SubWorkflowTask
+from SpiffWorkflow.specs.MultiChoice import MultiChoice
+
+from engine.definitions.parser import CaseflowParser
+from engine.definitions.specs import (
+    AssignmentScriptTask,
+    CaseflowMessageEventDefinition,
+    CaseflowTimerMixin,
+    CaseflowUserTask,
+)
+from engine.definitions.xml import DEFAULT_MAX_BYTES, parse_xml
+from engine.errors import InvalidModel
+from engine.lang.iso8601 import TimerValueError, looks_like_iso8601, parse_cycle, parse_datetime, parse_duration
+
+BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+DMN_NAMESPACES = (
+    "http://www.omg.org/spec/DMN/20151101/dmn.xsd",
+    "http://www.omg.org/spec/DMN/20180521/MODEL/",
+    "https://www.omg.org/spec/DMN/20191111/MODEL/",
+    "https://www.omg.org/spec/DMN/20230324/MODEL/",
+)
+_ELEMENT_REPR = re.compile(r"<Element \{[^}]*\}(\w+) at 0x[0-9a-f]+>")
+
+
+@dataclass(frozen=True)
+class TimerStart:
+    element_id: str
+    kind: str
+    expression: str
+
+
+@dataclass
+class ProcessModel:
+    key: str
+    name: str | None
+    resource: str
+    spec: Any
+    subprocess_specs: dict[str, Any]
+    message_starts: tuple[str, ...] = ()
+    timer_starts: tuple[TimerStart, ...] = ()
+    lines: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Compiled:
+    processes: dict[str, ProcessModel]
+    decisions: list[str]
+    bpmn_resources: list[str]
+
+
+@dataclass
+class Checkers:
+    """The safe evaluator's static checks, injected so that this layer does not depend on the runtime."""
+
+    expression: Callable[[str], None]
+    script: Callable[[str], None]
+
+
+def _kind(root: etree._Element, resource: str) -> str:
+    ns = etree.QName(root).namespace or ""
+    local = etree.QName(root).localname
+    if ns == BPMN_NS and local == "definitions":
+        return "bpmn"
+    if ns in DMN_NAMESPACES and local == "definitions":
+        return "dmn"
+    raise InvalidModel(
+        f"root element <{local}> in namespace '{ns}' is neither BPMN 2.0 nor DMN definitions",
+        resource=resource,
+        line=root.sourceline,
+    )
+
+
+def _clean(message: str) -> str:
+    return _ELEMENT_REPR.sub(lambda m: f"<{m.group(1)}>", message).strip()
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.by_resource: dict[str, dict[str, int]] = {}
+
+    def add(self, resource: str, root: etree._Element) -> None:
+        table: dict[str, int] = {}
+        for node in root.iter():
+            if not isinstance(node.tag, str):
+                continue
+            ident = node.get("id")
+            if ident and ident not in table and node.sourceline:
+                table[ident] = node.sourceline
+        self.by_resource[resource] = table
+
+    def locate(self, element_id: str | None) -> tuple[str | None, int | None]:
+        if not element_id:
+            return None, None
+        for resource, table in self.by_resource.items():
+            if element_id in table:
+                return resource, table[element_id]
+        return None, None
+
+
+def _model_error(exc: BaseException, lines: _Lines, fallback_resource: str | None) -> InvalidModel:
+    element_id = getattr(exc, "id", None) or None
+    resource, line = lines.locate(element_id)
+    line = line or (getattr(exc, "line_number", None) or None)
+    message = exc.args[0] if exc.args else type(exc).__name__
+    if not isinstance(message, str):
+        message = repr(message)
+    return InvalidModel(_clean(message), resource=resource or getattr(exc, "file_name", None) or fallback_resource,
+                        line=line if isinstance(line, int) else None, element_id=element_id)
+
+
+def compile_resources(
+    resources: Sequence[tuple[str, bytes]],
+    checkers: Checkers,
+    *,
+    libraries: Sequence[tuple[str, bytes]] = (),
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Compiled:
+    """Parse and validate ``resources`` (name, bytes); ``libraries`` supply processes they call."""
+    parser = CaseflowParser()
+    lines = _Lines()
+    own_process_ids: dict[str, str] = {}
+    bpmn_resources: list[str] = []
+    decisions: list[str] = []
+    trees: list[tuple[str, str, etree._Element]] = []
+    for name, content in list(resources) + list(libraries):
+        root = parse_xml(content, name, max_bytes)
+        trees.append((name, _kind(root, name), root))
+        lines.add(name, root)
+    own_names = {name for name, _ in resources}
+    # DMN first: business rule tasks resolve their decisions while the BPMN is parsed.
+    for name, kind, root in trees:
+        if kind != "dmn":
+            continue
+        try:
+            parser.add_dmn_xml(root, filename=name)
+        except Exception as exc:  # noqa: BLE001 - library errors become model errors naming the resource
+            raise _model_error(exc, lines, name) from None
+        if name in own_names:
+            decisions.extend(d.get("id") for d in root.iter(f"{{{root.nsmap.get(None, '')}}}decision"))
+    for name, kind, root in trees:
+        if kind != "bpmn":
+            continue
+        if name in own_names:
+            bpmn_resources.append(name)
+            for proc in root.iter(f"{{{BPMN_NS}}}process"):
+                if proc.get("isExecutable", "true") == "true" and proc.get("id"):
+                    own_process_ids[proc.get("id")] = name
+        try:
+            parser.add_bpmn_xml(root, filename=name)
+        except Exception as exc:  # noqa: BLE001
+            raise _model_error(exc, lines, name) from None
+
+    if not own_process_ids and not decisions:
+        raise InvalidModel(
+            'no executable process (isExecutable="true") and no decision found',
+            resource=", ".join(n for n, _ in resources) or None,
+        )
+
+    processes: dict[str, ProcessModel] = {}
+    for process_id, resource in own_process_ids.items():
+        processes[process_id] = _compile_process(parser, process_id, resource, lines, checkers)
+    _refuse_recursive_calls(processes, parser, lines)
+    for model in processes.values():
+        _try_instantiate(model, lines)
+    return Compiled(processes=processes, decisions=decisions, bpmn_resources=bpmn_resources)
+
+
+def _compile_process(
+    parser: CaseflowParser, process_id: str, resource: str, lines: _Lines, checkers: Checkers
+) -> ProcessModel:
+    try:
+        spec = parser.get_spec(process_id)
+        subprocess_specs = parser.get_subprocess_specs(process_id)
+    except RecursionError:
+        raise InvalidModel("the process nests or calls itself without end", resource=resource,
+                           element_id=process_id) from None
+    except Exception as exc:  # noqa: BLE001
+        raise _model_error(exc, lines, resource) from None
+    missing = [name for name, sub in subprocess_specs.items() if sub is None]
+    if missing:
+        raise InvalidModel(f"called process '{missing[0]}' is not deployed", resource=resource,
+                           element_id=process_id)
+    message_starts: list[str] = []
+    timer_starts: list[TimerStart] = []
+    for task_spec in _all_task_specs(spec, subprocess_specs):
+        _check_task_spec(task_spec, lines, checkers)
+    for task_spec in spec.start.outputs:
+        definition = getattr(task_spec, "event_definition", None)
+        if isinstance(definition, CaseflowMessageEventDefinition):
+            message_starts.append(definition.name)
+        elif isinstance(definition, CaseflowTimerMixin):
+            timer_starts.append(TimerStart(task_spec.bpmn_id, definition.kind, definition.expression))
+    name = parser.get_process_parser(process_id).get_name()
+    return ProcessModel(
+        key=process_id,
+        name=name if name != process_id else None,
+        resource=resource,
+        spec=spec,
+        subprocess_specs=subprocess_specs,
+        message_starts=tuple(message_starts),
+        timer_starts=tuple(timer_starts),
+        lines=lines.by_resource.get(resource, {}),
+    )
+
+
+def _all_task_specs(spec: Any, subprocess_specs: dict[str, Any]) -> Iterable[Any]:
+    yield from spec.task_specs.values()
+    for sub in subprocess_specs.values():
+        if sub is not None:
+            yield from sub.task_specs.values()
+
+
+def _check_task_spec(task_spec: Any, lines: _Lines, checkers: Checkers) -> None:
+    element_id = getattr(task_spec, "bpmn_id", None)
+
+    def check(text: str | None, what: str, script: bool = False) -> None:
+        if text is None or not text.strip():
+            return
+        try:
+            (checkers.script if script else checkers.expression)(text)
+        except Exception as exc:  # noqa: BLE001 - the evaluator's errors explain themselves
+            resource, line = lines.locate(element_id)
+            raise InvalidModel(f"{what}: {exc}", resource=resource, line=line, element_id=element_id) from None
+
+    if isinstance(task_spec, MultiChoice):
+        for condition, _target in task_spec.cond_task_specs:
+            text = condition.args[0] if getattr(condition, "args", None) else None
+            check(text if isinstance(text, str) else None, "condition")
+    if isinstance(task_spec, AssignmentScriptTask):
+        check(task_spec.script, "script", script=True)
+    if isinstance(task_spec, LoopTask):
+        for attr in ("cardinality", "condition", "completion_condition"):
+            value = getattr(task_spec, attr, None)
+            if isinstance(value, str):
+                check(value, attr.replace("_", " "))
+    if isinstance(task_spec, CaseflowUserTask):
+        for attr in ("assignee", "due_date"):
+            value = getattr(task_spec.assignment, attr)
+            if value and ("${" in value or "#{" in value):
+                check(value, attr.replace("_", " "))
+    definition = getattr(task_spec, "event_definition", None)
+    definitions = (
+        list(definition.event_definitions) if isinstance(definition, MultipleEventDefinition) else [definition]
+    )
+    for item in definitions:
+        if isinstance(item, CaseflowTimerMixin):
+            _check_timer(item, check, lines, element_id)
+        elif isinstance(item, CaseflowMessageEventDefinition):
+            for target, expr in item.payload:
+                check(expr, f"payload '{target}'")
+            for prop in item.correlation_properties:
+                check(prop.retrieval_expression, f"correlation key '{prop.name}'")
+            check(item.to, "caseflow:to")
+        elif isinstance(item, ConditionalEventDefinition):
+            check(item.expression, "condition")
+
+
+def _check_timer(timer: Any, check: Callable[[str | None, str], None], lines: _Lines, element_id: str | None) -> None:
+    text = timer.expression.strip()
+    if not looks_like_iso8601(text):
+        check(text, "timer")
+        return
+    try:
+        if timer.kind == "timeDate":
+            parse_datetime(text, _UTC)
+        elif timer.kind == "timeDuration":
+            parse_duration(text)
+        else:
+            parse_cycle(text, _UTC)
+    except (TimerValueError, ValueError) as exc:
+        resource, line = lines.locate(element_id)
+        raise InvalidModel(f"timer: {exc}", resource=resource, line=line, element_id=element_id) from None
+
+
+def _refuse_recursive_calls(processes: dict[str, ProcessModel], parser: CaseflowParser, lines: _Lines) -> None:
+    graph: dict[str, list[tuple[str, str]]] = {}
+    for model in processes.values():
+        for name, spec in [(model.key, model.spec), *model.subprocess_specs.items()]:
+            if spec is None or name in graph:
+                continue
+            graph[name] = [
+                (ts.spec, ts.bpmn_id)
+                for ts in spec.task_specs.values()
+                if isinstance(ts, CallActivity) and isinstance(getattr(ts, "spec", None), str)
+            ]
+    state: dict[str, int] = {}
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        for target, element_id in graph.get(node, []):
+            if state.get(target) == 1:
+                resource, line = lines.locate(element_id)
+                raise InvalidModel(
+                    f"call activity calls '{target}', which (directly or indirectly) calls back into it; "
+                    "recursive calls are refused because they never end",
+                    resource=resource, line=line, element_id=element_id,
+                )
+            if state.get(target) is None:
+                visit(target)
+        state[node] = 2
+
+    for node in graph:
+        if state.get(node) is None:
+            visit(node)
+
+
+def _try_instantiate(model: ProcessModel, lines: _Lines) -> None:
+    limit = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(max(limit, 3000))
+        BpmnWorkflow(model.spec, model.subprocess_specs)
+    except RecursionError:
+        raise InvalidModel(
+            "the sequence flows form a loop with no gateway or wait state; add a gateway to the loop",
+            resource=model.resource, element_id=model.key,
+        ) from None
+    except ValidationException as exc:
+        raise _model_error(exc, lines, model.resource) from None
+    except Exception as exc:  # noqa: BLE001
+        raise InvalidModel(f"cannot be instantiated: {_clean(str(exc))}", resource=model.resource,
+                           element_id=model.key) from None
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def is_subworkflow(task_spec: Any) -> bool:
+    return isinstance(task_spec, SubWorkflowTask)
+

@@ -1,0 +1,334 @@
+"""One process instance in memory: advance it, read what it waits for, collect what it sends.
+
+This is the only module that drives SpiffWorkflow. It does no IO: commands load a snapshot, call these
+functions, and write the projections and the outgoing messages in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.util.task import TaskState
+
+from engine.definitions.compiler import ProcessModel
+from engine.definitions.specs import (
+    AddressedMessage,
+    CaseflowMessageEventDefinition,
+    CaseflowTimerMixin,
+    CaseflowUserTask,
+    ExternalServiceTask,
+    is_unresolved,
+)
+from engine.lang.iso8601 import looks_like_iso8601, parse_datetime, parse_duration
+from engine.runtime.script_engine import SafeScriptEngine
+from engine.runtime.snapshot import SnapshotCodec
+
+
+class IncidentRaised(Exception):
+    """The instance stopped at an element that failed; the error is recorded, not raised to the caller."""
+
+    def __init__(self, element_id: str | None, task_id: str | None, message: str, error_type: str) -> None:
+        super().__init__(message)
+        self.element_id = element_id
+        self.task_id = task_id
+        self.message = message
+        self.error_type = error_type
+
+
+@dataclass
+class UserTaskView:
+    id: str
+    element_id: str
+    name: str | None
+    lane: str | None
+    candidate_groups: list[str]
+    candidate_users: list[str]
+    assignee: str | None
+    due_at: datetime | None
+    form_key: str | None
+    priority: int
+    documentation: str | None
+
+
+@dataclass
+class SubscriptionView:
+    task_id: str
+    element_id: str
+    message_name: str
+    correlation: dict[str, Any]
+    matchable: bool
+
+
+@dataclass
+class TimerView:
+    task_id: str
+    element_id: str
+    due_at: datetime
+
+
+@dataclass
+class JobView:
+    task_id: str
+    element_id: str
+    topic: str
+
+
+@dataclass
+class OutgoingMessage:
+    name: str
+    payload: dict[str, Any]
+    correlations: dict[str, Any]
+    to: Any
+    source_element: str | None
+
+
+@dataclass
+class Projection:
+    completed: bool
+    user_tasks: list[UserTaskView] = field(default_factory=list)
+    subscriptions: list[SubscriptionView] = field(default_factory=list)
+    timers: list[TimerView] = field(default_factory=list)
+    jobs: list[JobView] = field(default_factory=list)
+    active_elements: list[str] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _task_error(exc: BaseException, workflow: Any) -> IncidentRaised:
+    task = getattr(exc, "task", None)
+    if task is None:
+        failed = workflow.get_tasks(state=TaskState.ERROR)
+        task = failed[0] if failed else None
+    element_id = task.task_spec.bpmn_id if task is not None else None
+    cause = getattr(exc, "exception", None) or exc.__cause__ or exc.__context__
+    message = str(exc)
+    if cause is not None and str(cause) and str(cause) not in message:
+        message = f"{message}: {type(cause).__name__}: {cause}"
+    if not message:
+        message = type(exc).__name__
+    error_type = type(cause).__name__ if cause is not None else type(exc).__name__
+    return IncidentRaised(element_id, str(task.id) if task is not None else None, message, error_type)
+
+
+class Runtime:
+    def __init__(self, clock: Callable[[], datetime], timezone: tzinfo) -> None:
+        self.clock = clock
+        self.timezone = timezone
+        self.codec = SnapshotCodec()
+        self._script_engine = SafeScriptEngine(clock, timezone)
+
+    # -------------------------------------------------------------------------------------- lifecycle
+    def new(self, model: ProcessModel, variables: dict[str, Any]) -> Any:
+        workflow = BpmnWorkflow(model.spec, model.subprocess_specs, script_engine=self._script_engine)
+        start = workflow.get_tasks(state=TaskState.READY)
+        for task in start:
+            task.set_data(**variables)
+        workflow.data.setdefault("data_objects", {})
+        return workflow
+
+    def load(self, model: ProcessModel, snapshot: str | bytes) -> Any:
+        return self.codec.loads(snapshot, model.spec, model.subprocess_specs, self._script_engine)
+
+    def dump(self, workflow: Any) -> str:
+        return self.codec.dumps(workflow)
+
+    def run(self, workflow: Any) -> None:
+        """Advance until every path waits; a failing element becomes an :class:`IncidentRaised`."""
+        try:
+            workflow.do_engine_steps()
+        except RecursionError as exc:
+            raise IncidentRaised(None, None, "the process recursed too deeply", "RecursionError") from exc
+        except Exception as exc:  # noqa: BLE001 - any library or model error stops the instance as an incident
+            raise _task_error(exc, workflow) from exc
+
+    def start_timer_fired(self, workflow: Any, element_id: str) -> None:
+        for task in workflow.get_tasks(state=TaskState.WAITING, spec_name=element_id):
+            definition = task.task_spec.event_definition
+            if isinstance(definition, CaseflowTimerMixin):
+                task.internal_data[f"timer:{definition.name}:fired"] = True
+        self.refresh_timers(workflow)
+
+    def refresh_timers(self, workflow: Any) -> None:
+        try:
+            workflow.refresh_timers()
+        except Exception as exc:  # noqa: BLE001
+            raise _task_error(exc, workflow) from exc
+        self.run(workflow)
+
+    def find_task(self, workflow: Any, task_id: str) -> Any:
+        try:
+            return workflow.get_task_from_id(UUID(task_id))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def complete_user_task(self, workflow: Any, task_id: str, variables: dict[str, Any]) -> None:
+        task = self.find_task(workflow, task_id)
+        if task is None or task.state != TaskState.READY or not task.task_spec.manual:
+            raise LookupError(task_id)
+        task.set_data(**variables)
+        try:
+            task.run()
+        except Exception as exc:  # noqa: BLE001
+            raise _task_error(exc, workflow) from exc
+        self.run(workflow)
+
+    def complete_job(self, workflow: Any, task_id: str, variables: dict[str, Any]) -> None:
+        task = self.find_task(workflow, task_id)
+        if task is None or task.state != TaskState.STARTED or not isinstance(task.task_spec, ExternalServiceTask):
+            raise LookupError(task_id)
+        task.set_data(**variables)
+        task.complete()
+        self.run(workflow)
+
+    def deliver(self, workflow: Any, task_ids: Iterable[str], name: str, payload: dict[str, Any],
+                correlation: dict[str, Any]) -> int:
+        ids = {UUID(t) for t in task_ids}
+        definition = CaseflowMessageEventDefinition(name)
+        event = AddressedMessage(definition, payload, ids, correlation)
+        catching = [t for t in list(workflow.event_manager.tasks.values()) if t.id in ids
+                    and t.task_spec.catches(t, event)]
+        try:
+            for task in catching:
+                task.task_spec.catch(task, event)
+                task.task_spec._update(task)
+        except Exception as exc:  # noqa: BLE001
+            raise _task_error(exc, workflow) from exc
+        self.run(workflow)
+        return len(catching)
+
+    def retry(self, workflow: Any, task_id: str | None, variables: dict[str, Any]) -> None:
+        failed = workflow.get_tasks(state=TaskState.ERROR)
+        for task in failed:
+            if task_id is None or str(task.id) == task_id:
+                if variables:
+                    task.set_data(**variables)
+                task._set_state(TaskState.READY)
+        self.run(workflow)
+
+    def cancel(self, workflow: Any) -> None:
+        workflow.cancel()
+
+    # ------------------------------------------------------------------------------------------ views
+    def drain_messages(self, workflow: Any) -> list[OutgoingMessage]:
+        out = []
+        for event in workflow.get_events():
+            definition = event.event_definition
+            if isinstance(definition, CaseflowMessageEventDefinition):
+                out.append(OutgoingMessage(
+                    name=definition.name,
+                    payload=dict(event.payload or {}),
+                    correlations=dict(event.correlations or {}),
+                    to=getattr(event, "target_agency", None),
+                    source_element=getattr(event, "source_element", None),
+                ))
+        return out
+
+    def variables(self, workflow: Any) -> dict[str, Any]:
+        task = workflow.last_task
+        if task is None:
+            return {}
+        return {k: v for k, v in task.data.items() if not callable(v)}
+
+    def project(self, workflow: Any) -> Projection:
+        projection = Projection(completed=bool(workflow.is_completed()))
+        for task in workflow.get_tasks(state=TaskState.READY | TaskState.STARTED | TaskState.WAITING
+                                       | TaskState.ERROR):
+            spec = task.task_spec
+            element_id = getattr(spec, "bpmn_id", None)
+            if element_id is None:
+                continue
+            if task.state == TaskState.ERROR:
+                projection.errors.append((str(task.id), element_id))
+            if task.state in (TaskState.READY, TaskState.STARTED, TaskState.WAITING, TaskState.ERROR):
+                projection.active_elements.append(element_id)
+            if task.state == TaskState.READY and isinstance(spec, CaseflowUserTask):
+                projection.user_tasks.append(self._user_task(task))
+            elif task.state == TaskState.READY and spec.manual:
+                projection.user_tasks.append(self._plain_manual_task(task))
+            elif task.state == TaskState.STARTED and isinstance(spec, ExternalServiceTask):
+                projection.jobs.append(JobView(str(task.id), element_id, spec.topic))
+            elif task.state == TaskState.WAITING and isinstance(spec, CatchingEvent):
+                self._waits(task, projection)
+        return projection
+
+    def _waits(self, task: Any, projection: Projection) -> None:
+        definition = task.task_spec.event_definition
+        items = definition.event_definitions if isinstance(definition, MultipleEventDefinition) else [definition]
+        for item in items:
+            if isinstance(item, CaseflowMessageEventDefinition):
+                expected = item.expected_correlation(task)
+                matchable = not any(is_unresolved(v) for v in expected.values())
+                projection.subscriptions.append(SubscriptionView(
+                    str(task.id), task.task_spec.bpmn_id, item.name,
+                    {k: v for k, v in expected.items() if not is_unresolved(v)}, matchable,
+                ))
+            elif isinstance(item, CaseflowTimerMixin):
+                due = item.due_at(task)
+                if due is not None and not task.internal_data.get(f"timer:{item.name}:fired"):
+                    projection.timers.append(TimerView(str(task.id), task.task_spec.bpmn_id, due))
+
+    def _evaluate(self, task: Any, text: str) -> Any:
+        return self._script_engine.evaluate(task, text)
+
+    def _dynamic(self, task: Any, text: str | None) -> Any:
+        if text and ("${" in text or "#{" in text):
+            return self._evaluate(task, text)
+        return text
+
+    def _user_task(self, task: Any) -> UserTaskView:
+        spec: CaseflowUserTask = task.task_spec
+        assignment = spec.assignment
+        groups: list[str] = []
+        for group in assignment.candidate_groups:
+            value = self._dynamic(task, group)
+            groups.extend(value if isinstance(value, list) else [str(value)])
+        if spec.lane and spec.lane not in groups:
+            groups.insert(0, spec.lane)
+        users: list[str] = []
+        for user in assignment.candidate_users:
+            value = self._dynamic(task, user)
+            users.extend(value if isinstance(value, list) else [str(value)])
+        assignee = self._dynamic(task, assignment.assignee)
+        return UserTaskView(
+            id=str(task.id), element_id=spec.bpmn_id, name=spec.bpmn_name, lane=spec.lane,
+            candidate_groups=groups, candidate_users=users,
+            assignee=str(assignee) if assignee else None, due_at=self._due(task, assignment.due_date),
+            form_key=assignment.form_key or (spec.form.key if getattr(spec, "form", None) else None),
+            priority=assignment.priority, documentation=spec.documentation,
+        )
+
+    def _plain_manual_task(self, task: Any) -> UserTaskView:
+        spec = task.task_spec
+        return UserTaskView(
+            id=str(task.id), element_id=spec.bpmn_id, name=spec.bpmn_name, lane=spec.lane,
+            candidate_groups=[spec.lane] if spec.lane else [], candidate_users=[], assignee=None,
+            due_at=None, form_key=None, priority=50, documentation=spec.documentation,
+        )
+
+    def _due(self, task: Any, text: str | None) -> datetime | None:
+        if not text:
+            return None
+        stored = task.internal_data.get("caseflow:due")
+        if stored:
+            return datetime.fromisoformat(stored)
+        value: Any = text.strip()
+        if not looks_like_iso8601(value):
+            value = self._evaluate(task, value)
+        due: datetime | None
+        if isinstance(value, datetime):
+            due = value if value.tzinfo else value.replace(tzinfo=self.timezone)
+        elif isinstance(value, str) and value.upper().startswith("P"):
+            due = parse_duration(value).add_to(self.clock())
+        elif isinstance(value, str):
+            due = parse_datetime(value, self.timezone)
+        else:
+            due = None
+        if due is not None:
+            task.internal_data["caseflow:due"] = due.isoformat()
+        return due

@@ -1,0 +1,76 @@
+"""Typed settings from the environment (``CASEFLOW_*``), with defaults for the embedded single machine."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from engine.definitions.xml import DEFAULT_MAX_BYTES
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///./caseflow.db"
+    environment: str = "development"
+    timezone: str = "Asia/Shanghai"
+    max_model_bytes: int = DEFAULT_MAX_BYTES
+    message_ttl_seconds: int = 86_400
+    job_retries: int = 3
+    scheduler_interval_ms: int = 200
+    host: str = "127.0.0.1"
+    port: int = 8080
+    bpmn_dir: str = "bpmn"
+    amqp_url: str | None = None
+    agencies: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        settings = cls(
+            database_url=env.get("CASEFLOW_DATABASE_URL") or cls.database_url,
+            environment=env.get("CASEFLOW_ENV", cls.environment),
+            timezone=env.get("CASEFLOW_TIMEZONE", cls.timezone),
+            max_model_bytes=_int("CASEFLOW_MAX_MODEL_BYTES", DEFAULT_MAX_BYTES, 1024),
+            message_ttl_seconds=_int("CASEFLOW_MESSAGE_TTL_SECONDS", 86_400, 1),
+            job_retries=_int("CASEFLOW_JOB_RETRIES", 3, 1),
+            scheduler_interval_ms=_int("CASEFLOW_SCHEDULER_INTERVAL_MS", 200, 10),
+            host=env.get("CASEFLOW_HOST", cls.host),
+            port=_int("CASEFLOW_PORT", 8080, 1),
+            bpmn_dir=env.get("CASEFLOW_BPMN_DIR", cls.bpmn_dir),
+            amqp_url=env.get("CASEFLOW_AMQP_URL") or None,
+            agencies=tuple(a.strip() for a in env.get("CASEFLOW_AGENCIES", "").split(",") if a.strip()),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.environment not in ("development", "test", "production"):
+            raise SettingsError("CASEFLOW_ENV must be development, test or production")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(f"CASEFLOW_TIMEZONE={self.timezone!r} is not a known time zone") from None
+        if self.environment == "production" and self.database_url.startswith("sqlite"):
+            raise SettingsError("production needs PostgreSQL: set CASEFLOW_DATABASE_URL")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)

@@ -1,0 +1,41 @@
+"""The smallest path through the engine: deploy, start, claim, complete; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.commands import Engine
+from engine.errors import TaskClaimed, TaskNotOpen
+from tests.bpmn_util import one_user_task
+
+
+def test_start_claim_complete(engine: Engine) -> None:
+    deployed = engine.deploy([("one.bpmn", one_user_task())])
+    assert deployed["definitions"][0]["key"] == "one_task"
+    started = engine.start(key="one_task", business_key="CASE-1", variables={"amount": 5})
+    assert started["state"] == "running"
+    assert started["activities"] == ["review"]
+    from engine.store import queries
+    from engine.store.db import read_only
+
+    with read_only(engine.db) as conn:
+        tasks = queries.tasks(conn, candidate_group="officer")
+    assert [t["element_id"] for t in tasks] == ["review"]
+    task_id = tasks[0]["id"]
+    engine.claim(task_id, "zhang.san")
+    with pytest.raises(TaskClaimed):
+        engine.claim(task_id, "li.si")
+    done = engine.complete(task_id, {"approved": True}, user="zhang.san")
+    assert done["state"] == "completed"
+    assert done["variables"] == {"amount": 5, "approved": True}
+    with pytest.raises(TaskNotOpen):
+        engine.complete(task_id, {})
+
+
+def test_redeploy_identical_creates_nothing(engine: Engine) -> None:
+    first = engine.deploy([("one.bpmn", one_user_task())])
+    again = engine.deploy([("one.bpmn", one_user_task())])
+    assert again["created"] is False
+    assert again["definitions"] == first["definitions"]
+    changed = engine.deploy([("one.bpmn", one_user_task(groups="head"))])
+    assert changed["definitions"][0]["version"] == 2
