@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engine.runtime import expressions
+from engine.lang import expressions
 from engine.lang.expressions import (
     Evaluator,
     ExpressionError,
