@@ -18,7 +18,7 @@ from decimal import Decimal
 from threading import Lock
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy import Engine as Database
 from sqlalchemy.exc import IntegrityError
 
@@ -61,6 +61,7 @@ from engine.store.tables import (
 Clock = Callable[[], datetime]
 _VAR_NAME = re.compile(r"^[A-Za-z\u00c0-\uffff][A-Za-z0-9_\u00c0-\uffff]*$")
 MAX_VARIABLES_BYTES = 1_000_000
+MAX_VARIABLES_DEPTH = 32
 
 
 def system_clock() -> datetime:
@@ -73,24 +74,64 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def validate_variables(variables: Any, what: str = "variables") -> dict[str, Any]:
+def validate_variables(variables: Any, what: str = "variables", *, identifiers: bool = True) -> dict[str, Any]:
     """Variables are a JSON object with identifier names; anything else is a clear 422."""
     if variables is None:
         return {}
     if not isinstance(variables, dict):
         raise InvalidVariables(f"{what} must be a JSON object, got {type(variables).__name__}", field=what)
     for name in variables:
-        if not isinstance(name, str) or not _VAR_NAME.match(name):
+        if not isinstance(name, str) or (identifiers and not _VAR_NAME.match(name)):
             raise InvalidVariables(
                 f"variable name {name!r} is not allowed: use letters, digits and '_' and do not start with "
                 "'_' or a digit", field=f"{what}.{name}")
+    if _nesting_depth(variables) > MAX_VARIABLES_DEPTH:
+        raise InvalidVariables(f"{what} are nested more than {MAX_VARIABLES_DEPTH} levels deep", field=what)
     try:
-        size = len(json.dumps(encode_data(variables), ensure_ascii=False))
+        # Not JSON (NaN, Infinity) or not storable text (lone surrogates) is refused here, not by the database.
+        size = len(json.dumps(encode_data(variables), ensure_ascii=False, allow_nan=False).encode())
     except (TypeError, ValueError) as exc:
         raise InvalidVariables(f"{what}: {exc}", field=what) from None
     if size > MAX_VARIABLES_BYTES:
         raise InvalidVariables(f"{what} are {size} bytes; the limit is {MAX_VARIABLES_BYTES}", field=what)
     return variables
+
+
+def _nesting_depth(value: Any) -> int:
+    """How deeply containers nest (iterative, so hostile input cannot exhaust the stack)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple | set | frozenset):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if depth > MAX_VARIABLES_DEPTH:
+            return depth
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def validate_text(value: Any, what: str, *, max_length: int = 255, required: bool = False) -> str | None:
+    """A short text stored in a column (business key, message name, user): a string the database can hold."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise InvalidVariables(f"{what} must be a non-empty string" if required else f"{what} must be a string",
+                               field=what)
+    if len(value) > max_length:
+        raise InvalidVariables(f"{what} is longer than {max_length} characters", field=what)
+    if "\x00" in value:
+        raise InvalidVariables(f"{what} must not contain NUL characters", field=what)
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidVariables(f"{what} is not valid Unicode text", field=what) from None
+    return value
 
 
 def _json_safe(value: Any) -> Any:
@@ -145,6 +186,34 @@ class _Outcome:
     incident_resolved: str | None = None
 
 
+_UPDATE_INSTANCE = update(process_instance).where(
+    process_instance.c.id == bindparam("b_id"), process_instance.c.revision == bindparam("b_revision"))
+_END_TASK = update(task).where(task.c.id == bindparam("b_id"))
+_CLAIM_TASK = update(task).where(
+    task.c.id == bindparam("b_id"), task.c.state == "open",
+    or_(task.c.assignee.is_(None), task.c.assignee == bindparam("b_user")))
+_APPEND_AUDIT = update(process_instance).where(
+    process_instance.c.id == bindparam("b_id"), process_instance.c.audit_seq == bindparam("b_seq"))
+_TASK_FOR_ASSIGNMENT = (
+    select(task.c.id, task.c.instance_id, task.c.state, task.c.assignee, task.c.element_id,
+           process_instance.c.state.label("instance_state"), process_instance.c.revision,
+           process_instance.c.audit_seq, process_instance.c.audit_head)
+    .join(process_instance, process_instance.c.id == task.c.instance_id)
+    .where(task.c.id == bindparam("b_id"))
+)
+_LATEST_BY_KEY = (
+    select(process_definition.c.id, process_definition.c.key)
+    .where(process_definition.c.key == bindparam("b_key"))
+    .order_by(process_definition.c.version.desc()).limit(1)
+)
+_TASK_WITH_INSTANCE = (
+    select(task.c.state.label("task_state"), task.c.assignee.label("task_assignee"),
+           task.c.element_id.label("task_element_id"), process_instance)
+    .join(process_instance, process_instance.c.id == task.c.instance_id)
+    .where(task.c.id == bindparam("b_id"))
+)
+
+
 class ModelCache:
     """Compiled definitions by id. Definitions are immutable, so any process may cache them forever."""
 
@@ -185,6 +254,12 @@ class Engine:
         if not files:
             raise InvalidModel("a deployment needs at least one BPMN or DMN file")
         names = [n for n, _ in files]
+        for res_name in names:
+            try:
+                validate_text(res_name, "resource name", required=True)
+            except InvalidVariables as exc:
+                raise InvalidModel(exc.message, resource=str(res_name)[:255]) from None
+        validate_text(name, "name")
         if len(set(names)) != len(names):
             raise InvalidModel("two resources in one deployment have the same name", resource=names[0])
         hashes = {n: hashlib.sha256(c).hexdigest() for n, c in files}
@@ -327,8 +402,7 @@ class Engine:
             return row
         if not key:
             raise InvalidVariables("give a process definition key or id", field="key")
-        row = conn.execute(select(process_definition).where(process_definition.c.key == key)
-                           .order_by(process_definition.c.version.desc()).limit(1)).first()
+        row = conn.execute(_LATEST_BY_KEY, {"b_key": key}).first()
         if row is None:
             raise NotFound(f"no process definition with key '{key}' is deployed", key=key)
         return row
@@ -336,12 +410,11 @@ class Engine:
     def _start_in(self, conn: Connection, definition: Any, business_key: str | None, variables: dict[str, Any],
                   actor: str | None, *, message: tuple[str, dict[str, Any]] | None = None,
                   start_timer: str | None = None) -> dict[str, Any]:
-        if business_key is not None and (not isinstance(business_key, str) or len(business_key) > 255):
-            raise InvalidVariables("business_key must be a string of at most 255 characters", field="business_key")
+        validate_text(business_key, "business_key")
         model = self.model(definition.id, conn)
         now = self.now()
         instance_id = str(uuid.uuid4())
-        workflow = self.runtime.new(model, variables)
+        workflow = self.runtime.new(model, variables, initiator=actor)
         outcome = _Outcome(audit=[audit.Entry("start", actor, now, details={
             "definition_id": definition.id, "business_key": business_key, "variables": _json_safe(variables)})])
         error: IncidentRaised | None = None
@@ -357,11 +430,9 @@ class Engine:
             error = exc
         row = {
             "id": instance_id, "definition_id": definition.id, "definition_key": definition.key,
-            "business_key": business_key, "state": "running", "revision": 0, "snapshot": "",
-            "snapshot_format": FORMAT, "variables": {}, "active_elements": [], "waits": {}, "audit_seq": 0,
-            "audit_head": None, "started_at": now, "updated_at": now, "ended_at": None, "started_by": actor,
+            "business_key": business_key, "revision": -1, "waits": {}, "audit_seq": 0,
+            "audit_head": None, "started_at": now, "started_by": actor,
         }
-        conn.execute(insert(process_instance).values(**row))
         loaded = _Loaded(row=_Row(row), model=model, workflow=workflow, before={})
         return self._save(conn, loaded, outcome, error, new=True)
 
@@ -385,11 +456,15 @@ class Engine:
         now = self.now()
         if error is None and not cancelled:
             error = self._drain_buffer(conn, loaded)
-        try:
-            projection = runtime.project(workflow) if not cancelled else Projection(completed=False)
-        except Exception as exc:
-            projection = Projection(completed=False)
-            error = error or IncidentRaised(None, None, str(exc), type(exc).__name__)
+        projection: Projection | None = None
+        while projection is None:
+            try:
+                projection = runtime.project(workflow) if not cancelled else Projection(completed=False)
+            except IncidentRaised as exc:
+                error = error or exc  # the failing task is now in ERROR: projecting again goes past it
+            except Exception as exc:
+                projection = Projection(completed=False)
+                error = error or IncidentRaised(None, None, str(exc), type(exc).__name__)
         outgoing = runtime.drain_messages(workflow)
         variables = runtime.variables(workflow)
         try:
@@ -415,19 +490,19 @@ class Engine:
                                              details={"error_type": error.error_type, "message": error.message}))
         rows, seq, head = audit.build_rows(row.id, row.audit_seq, row.audit_head, outcome.audit)
         waits = {"subs": len(projection.subscriptions), "timers": len(projection.timers),
-                 "jobs": len(projection.jobs)}
+                 "jobs": len(projection.jobs), "tasks": [t.id for t in projection.user_tasks]}
         values = {
             "state": state, "revision": row.revision + 1, "snapshot": snapshot, "variables": variables_json,
             "active_elements": sorted(set(projection.active_elements)), "waits": waits, "audit_seq": seq,
             "audit_head": head, "updated_at": now,
             "ended_at": now if state in ("completed", "cancelled") else None,
         }
-        result = conn.execute(
-            update(process_instance)
-            .where(process_instance.c.id == row.id, process_instance.c.revision == row.revision)
-            .values(**values)
-        )
-        if result.rowcount != 1:
+        if new:
+            conn.execute(insert(process_instance), {
+                "id": row.id, "definition_id": row.definition_id, "definition_key": row.definition_key,
+                "business_key": row.business_key, "snapshot_format": FORMAT, "started_at": row.started_at,
+                "started_by": row.started_by, **values})
+        elif conn.execute(_UPDATE_INSTANCE, {"b_id": row.id, "b_revision": row.revision, **values}).rowcount != 1:
             raise ConcurrentModification(
                 f"process instance '{row.id}' was changed by another command at the same time; retry",
                 instance_id=row.id)
@@ -445,6 +520,7 @@ class Engine:
             "id": row.id, "definition_id": row.definition_id, "definition_key": row.definition_key,
             "business_key": row.business_key, "state": state, "revision": row.revision + 1,
             "activities": values["active_elements"], "variables": variables_json,
+            "tasks": [{"id": t.id, "element_id": t.element_id, "name": t.name} for t in projection.user_tasks],
             "incident": {"element_id": error.element_id, "message": error.message} if error else None,
         }
 
@@ -452,15 +528,16 @@ class Engine:
                      new: bool) -> None:
         existing: set[str] = set()
         if not new:
-            existing = set(conn.execute(select(task.c.id).where(task.c.instance_id == row.id,
-                                                                task.c.state == "open")).scalars())
+            known = (row.waits or {}).get("tasks")
+            existing = set(known) if known is not None else set(conn.execute(
+                select(task.c.id).where(task.c.instance_id == row.id, task.c.state == "open")).scalars())
         current = {t.id: t for t in projection.user_tasks}
         completed_id, completed_by = outcome.task_completed or (None, None)
         gone = existing - set(current)
         for tid in gone:
             done = tid == completed_id
-            conn.execute(update(task).where(task.c.id == tid).values(
-                state="completed" if done else "cancelled", ended_at=now, completed_by=completed_by if done else None))
+            conn.execute(_END_TASK, {"b_id": tid, "state": "completed" if done else "cancelled", "ended_at": now,
+                                     "completed_by": completed_by if done else None})
         fresh = [t for t in projection.user_tasks if t.id not in existing]
         if fresh:
             conn.execute(insert(task), [{
@@ -521,7 +598,10 @@ class Engine:
     def _drain_buffer(self, conn: Connection, loaded: _Loaded) -> IncidentRaised | None:
         """Deliver buffered messages the instance now waits for (a message may arrive before its receiver)."""
         for _ in range(100):
-            subs = [s for s in self.runtime.project(loaded.workflow).subscriptions if s.matchable]
+            try:
+                subs = [s for s in self.runtime.project(loaded.workflow).subscriptions if s.matchable]
+            except IncidentRaised as exc:
+                return exc
             if not subs:
                 return None
             names = {s.message_name for s in subs}
@@ -558,12 +638,7 @@ class Engine:
 
     # =========================================================================================== tasks
     def _task_row(self, conn: Connection, task_id: str) -> Any:
-        row = conn.execute(
-            select(task, process_instance.c.state.label("instance_state"),
-                   process_instance.c.revision, process_instance.c.audit_seq, process_instance.c.audit_head)
-            .join(process_instance, process_instance.c.id == task.c.instance_id)
-            .where(task.c.id == task_id)
-        ).first()
+        row = conn.execute(_TASK_FOR_ASSIGNMENT, {"b_id": task_id}).first()
         if row is None:
             raise NotFound(f"task '{task_id}' does not exist", task_id=task_id)
         return row
@@ -571,17 +646,15 @@ class Engine:
     def _append_instance_audit(self, conn: Connection, instance_id: str, seq: int, head: str | None,
                                entries: list[audit.Entry]) -> None:
         rows, new_seq, new_head = audit.build_rows(instance_id, seq, head, entries)
-        result = conn.execute(update(process_instance).where(
-            process_instance.c.id == instance_id, process_instance.c.audit_seq == seq)
-            .values(audit_seq=new_seq, audit_head=new_head))
+        result = conn.execute(_APPEND_AUDIT, {"b_id": instance_id, "b_seq": seq, "audit_seq": new_seq,
+                                              "audit_head": new_head})
         if result.rowcount != 1:
             raise ConcurrentModification(f"process instance '{instance_id}' changed at the same time; retry",
                                          instance_id=instance_id)
         conn.execute(insert(audit.audit_record), rows)
 
     def claim(self, task_id: str, user: str, *, actor: str | None = None) -> dict[str, Any]:
-        if not isinstance(user, str) or not user.strip():
-            raise InvalidVariables("user must be a non-empty string", field="user")
+        validate_text(user, "user", required=True)
         with unit_of_work(self.db) as conn:
             row = self._task_row(conn, task_id)
             if row.state != "open":
@@ -589,9 +662,7 @@ class Engine:
             if row.assignee is not None and row.assignee != user:
                 raise TaskClaimed(f"task '{task_id}' is already claimed by '{row.assignee}'", task_id=task_id,
                                   assignee=row.assignee)
-            result = conn.execute(update(task).where(
-                task.c.id == task_id, task.c.state == "open",
-                or_(task.c.assignee.is_(None), task.c.assignee == user)).values(assignee=user))
+            result = conn.execute(_CLAIM_TASK, {"b_id": task_id, "b_user": user, "assignee": user})
             if result.rowcount != 1:
                 raise ConcurrentModification(f"task '{task_id}' was changed at the same time; retry",
                                              task_id=task_id)
@@ -607,6 +678,7 @@ class Engine:
         return self._set_assignee(task_id, user, actor, "assign")
 
     def _set_assignee(self, task_id: str, user: str | None, actor: str | None, command: str) -> dict[str, Any]:
+        validate_text(user, "user")
         with unit_of_work(self.db) as conn:
             row = self._task_row(conn, task_id)
             if row.state != "open":
@@ -621,19 +693,18 @@ class Engine:
                  actor: str | None = None) -> dict[str, Any]:
         variables = validate_variables(variables)
         with unit_of_work(self.db) as conn:
-            trow = self._task_row(conn, task_id)
-            if trow.state != "open":
-                raise TaskNotOpen(f"task '{task_id}' is {trow.state}", task_id=task_id)
-            if user is not None and trow.assignee is not None and trow.assignee != user:
-                raise TaskClaimed(f"task '{task_id}' is claimed by '{trow.assignee}'", task_id=task_id,
-                                  assignee=trow.assignee)
-            irow = self.get_instance_row(conn, trow.instance_id)
-            if irow.revision != trow.revision:
-                raise ConcurrentModification("the instance changed while the task was read; retry")
+            irow = conn.execute(_TASK_WITH_INSTANCE, {"b_id": task_id}).first()
+            if irow is None:
+                raise NotFound(f"task '{task_id}' does not exist", task_id=task_id)
+            if irow.task_state != "open":
+                raise TaskNotOpen(f"task '{task_id}' is {irow.task_state}", task_id=task_id)
+            if user is not None and irow.task_assignee is not None and irow.task_assignee != user:
+                raise TaskClaimed(f"task '{task_id}' is claimed by '{irow.task_assignee}'", task_id=task_id,
+                                  assignee=irow.task_assignee)
             loaded = self._load(conn, irow)
-            who = user or trow.assignee or actor
+            who = user or irow.task_assignee or actor
             outcome = _Outcome(audit=[audit.Entry("complete", actor or who, self.now(), task_id=task_id,
-                                                  element_id=trow.element_id)], task_completed=(task_id, who))
+                                                  element_id=irow.task_element_id)], task_completed=(task_id, who))
             error = None
             try:
                 self.runtime.complete_user_task(loaded.workflow, task_id, variables)
@@ -650,12 +721,12 @@ class Engine:
                   correlation_keys: dict[str, Any] | None = None, variables: dict[str, Any] | None = None,
                   message_id: str | None = None, ttl_seconds: int | None = None, all: bool = False,
                   actor: str | None = None, source: str | None = None) -> dict[str, Any]:
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidVariables("message name must be a non-empty string", field="name")
+        validate_text(name, "name", required=True)
+        validate_text(business_key, "business_key")
+        validate_text(message_id, "message_id")
         variables = validate_variables(variables)
-        if correlation_keys is not None and not isinstance(correlation_keys, dict):
-            raise InvalidVariables("correlation_keys must be a JSON object", field="correlation_keys")
-        keys = dict(correlation_keys or {})
+        # Correlation property names need not be identifiers; the values must still be storable JSON.
+        keys = dict(validate_variables(correlation_keys, "correlation_keys", identifiers=False))
         ttl = 0 if ttl_seconds is None else int(ttl_seconds)
         if ttl < 0:
             raise InvalidVariables("ttl_seconds must not be negative", field="ttl_seconds")
@@ -702,7 +773,7 @@ class Engine:
         if len(matches) > 1 and not all_:
             raise AmbiguousCorrelation(
                 f"message '{name}' matches {len(matches)} waiting receivers; narrow it with business_key or "
-                "correlation_keys, or set all=true", message=name, matches=len(matches))
+                "correlation_keys, or set all=true", message_name=name, matches=len(matches))
         now = self.now()
         results = []
         by_instance: dict[str, list[Any]] = {}
@@ -729,7 +800,7 @@ class Engine:
             starts = self._message_start_definitions(conn, name)
             if len(starts) > 1 and not all_:
                 raise AmbiguousCorrelation(f"message '{name}' starts {len(starts)} different processes; set all=true",
-                                           message=name)
+                                           message_name=name)
             for definition in starts:
                 results.append(self._start_in(conn, definition, business_key, {**variables}, actor,
                                               message=(name, {**variables})))
@@ -742,7 +813,7 @@ class Engine:
                 return {"message_id": message_id, "buffered": True, "instances": []}
             raise MessageNotCorrelated(
                 f"no process instance waits for message '{name}' with these keys, and no process starts with it",
-                message=name)
+                message_name=name)
         return {"message_id": message_id, "buffered": False, "instances": results}
 
     def _message_start_definitions(self, conn: Connection, name: str) -> list[Any]:
