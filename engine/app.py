@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from adapters.local import LocalTransport
 from engine.commands import Clock, Engine, EngineConfig, system_clock
@@ -38,10 +39,10 @@ def build(settings: Settings, clock: Clock = system_clock, *, schema: str | None
     return Application(settings, engine, transport, scheduler)
 
 
-def deploy_directory(engine: Engine, directory: str | Path, actor: str = "system") -> list[dict[str, object]]:
+def deploy_directory(engine: Engine, directory: str | Path, actor: str = "system") -> list[dict[str, Any]]:
     """Deploy the bundled models (each file its own deployment; unchanged files create nothing)."""
     path = Path(directory)
-    results: list[dict[str, object]] = []
+    results: list[dict[str, Any]] = []
     if not path.is_dir():
         return results
     files = sorted(p for p in path.iterdir() if p.suffix in (".bpmn", ".dmn") or p.name.endswith(".bpmn20.xml"))

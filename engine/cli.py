@@ -45,7 +45,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     app = _app(settings)
     deployed = deploy_directory(app.engine, settings.bpmn_dir)
     for d in deployed:
-        for definition in d.get("definitions", []):  # type: ignore[union-attr]
+        for definition in d.get("definitions", []):
             logging.info("deployed %s", definition["id"])
     app.scheduler.start()
     api = create_app(app.engine)

@@ -43,6 +43,7 @@ from engine.runtime.snapshot import FORMAT, encode_data
 from engine.store import audit
 from engine.store.db import read_only, unit_of_work
 from engine.store.tables import (
+    audit_record,
     buffered_message,
     deployment,
     incident,
@@ -74,7 +75,8 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def validate_variables(variables: Any, what: str = "variables", *, identifiers: bool = True) -> dict[str, Any]:
+def validate_variables(variables: Any, what: str = "variables", *,
+                       identifiers: bool = True) -> dict[str, Any]:
     """Variables are a JSON object with identifier names; anything else is a clear 422."""
     if variables is None:
         return {}
@@ -88,7 +90,7 @@ def validate_variables(variables: Any, what: str = "variables", *, identifiers: 
     if _nesting_depth(variables) > MAX_VARIABLES_DEPTH:
         raise InvalidVariables(f"{what} are nested more than {MAX_VARIABLES_DEPTH} levels deep", field=what)
     try:
-        # Not JSON (NaN, Infinity) or not storable text (lone surrogates) is refused here, not by the database.
+        # Not JSON (NaN, Infinity) or not storable text (lone surrogates): refused here, not by the database.
         size = len(json.dumps(encode_data(variables), ensure_ascii=False, allow_nan=False).encode())
     except (TypeError, ValueError) as exc:
         raise InvalidVariables(f"{what}: {exc}", field=what) from None
@@ -121,8 +123,7 @@ def validate_text(value: Any, what: str, *, max_length: int = 255, required: boo
     if value is None and not required:
         return None
     if not isinstance(value, str) or (required and not value.strip()):
-        raise InvalidVariables(f"{what} must be a non-empty string" if required else f"{what} must be a string",
-                               field=what)
+        raise InvalidVariables(f"{what} must be a {'non-empty ' if required else ''}string", field=what)
     if len(value) > max_length:
         raise InvalidVariables(f"{what} is longer than {max_length} characters", field=what)
     if "\x00" in value:
@@ -321,8 +322,8 @@ class Engine:
 
     def _libraries_for(self, conn: Connection, files: Sequence[tuple[str, bytes]]) -> list[tuple[str, str, bytes]]:
         """Latest deployed resources defining processes that the new files call but do not contain."""
-        called = set()
-        defined = set()
+        called: set[str] = set()
+        defined: set[str] = set()
         for _, content in files:
             called.update(m.decode() for m in re.findall(rb'calledElement="([^"]+)"', content))
             defined.update(m.decode() for m in re.findall(rb'<(?:\w+:)?process\b[^>]*\bid="([^"]+)"', content))
@@ -356,7 +357,7 @@ class Engine:
                 parsed = parse_cycle(text, self.config.timezone)
                 cycle = {"expression": text, "remaining": -1 if parsed.repetitions is None else parsed.repetitions}
             conn.execute(insert(timer).values(definition_id=definition_id, element_id=start.element_id,
-                                              kind="start", cycle=cycle, due_at=due))
+                                              kind="start", cycle=cycle, due_at=_utc(due)))
 
     def _definition_dict(self, row: Any) -> dict[str, Any]:
         return {"id": row.id, "key": row.key, "version": row.version, "name": row.name}
@@ -507,7 +508,7 @@ class Engine:
                 f"process instance '{row.id}' was changed by another command at the same time; retry",
                 instance_id=row.id)
         if rows:
-            conn.execute(insert(audit.audit_record), rows)
+            conn.execute(insert(audit_record), rows)
         self._write_tasks(conn, row, projection, outcome, now, new)
         self._write_waits(conn, row, projection, now, new)
         if error is not None:
@@ -651,7 +652,7 @@ class Engine:
         if result.rowcount != 1:
             raise ConcurrentModification(f"process instance '{instance_id}' changed at the same time; retry",
                                          instance_id=instance_id)
-        conn.execute(insert(audit.audit_record), rows)
+        conn.execute(insert(audit_record), rows)
 
     def claim(self, task_id: str, user: str, *, actor: str | None = None) -> dict[str, Any]:
         validate_text(user, "user", required=True)
@@ -882,8 +883,8 @@ class Engine:
     def _fire_start_timer(self, t: Any) -> None:
         with unit_of_work(self.db) as conn:
             still = conn.execute(select(timer).where(timer.c.id == t.id).with_for_update()).first()
-            if still is None:
-                return
+            if still is None or _utc(still.due_at) > self.now():  # type: ignore[operator]
+                return  # another scheduler fired it first
             definition = conn.execute(select(process_definition)
                                       .where(process_definition.c.id == t.definition_id)).first()
             cycle = still.cycle

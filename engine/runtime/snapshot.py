@@ -16,6 +16,7 @@ from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer.default.workflow import (
+    BpmnEventConverter,
     BpmnSubWorkflowConverter,
     TaskConverter,
     WorkflowConverter,
@@ -30,6 +31,7 @@ from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.deep_merge import DeepMerge
 
 from engine.definitions.specs import (
+    AddressedMessage,
     CaseflowCycle,
     CaseflowDuration,
     CaseflowMessageEventDefinition,
@@ -111,7 +113,7 @@ class _SubWorkflowConverter(BpmnSubWorkflowConverter):  # type: ignore[misc]
 
 class _MessageConverter(EventDefinitionConverter):  # type: ignore[misc]
     def to_dict(self, definition: Any) -> dict[str, Any]:
-        dct = super().to_dict(definition)
+        dct: dict[str, Any] = super().to_dict(definition)
         dct["correlation_properties"] = self.correlation_properties_to_dict(definition.correlation_properties)
         dct["payload"] = [list(p) for p in definition.payload]
         dct["to"] = definition.to
@@ -123,11 +125,21 @@ class _MessageConverter(EventDefinitionConverter):  # type: ignore[misc]
         return super().from_dict(dct)
 
 
+class _AddressedMessageConverter(BpmnEventConverter):  # type: ignore[misc]
+    """A delivered message an event-based gateway keeps in its ``seen_events``; its addressing is spent."""
+
+    def from_dict(self, dct: dict[str, Any]) -> Any:
+        return AddressedMessage(self.registry.restore(dct["event_definition"]),
+                                self.registry.restore(dct["payload"]), set(),
+                                self.mapping_from_dict(dct["correlations"]))
+
+
 def _registry() -> Any:
     config = dict(CAMUNDA_CONFIG)
     config[Task] = _TaskConverter
     config[BpmnSubWorkflow] = _SubWorkflowConverter
     config[CaseflowMessageEventDefinition] = _MessageConverter
+    config[AddressedMessage] = _AddressedMessageConverter
     for timer in (CaseflowTimeDate, CaseflowDuration, CaseflowCycle):
         config[timer] = TimerConditionalEventDefinitionConverter
     registry = BpmnWorkflowSerializer.configure(config)
