@@ -11,22 +11,23 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from engine.errors import CaseflowError
+from engine.errors import CaseflowError, InvalidVariables
 from engine.settings import Settings, SettingsError
+
 
 def _print(value: Any) -> None:
     print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
 
 
-def _variables(text: str | None) -> dict[str, Any]:
+def _variables(text: str | None, option: str = "--variables") -> dict[str, Any]:
     if not text:
         return {}
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"--variables is not JSON: {exc}") from None
+        raise InvalidVariables(f"{option} is not JSON: {exc}", field=option) from None
     if not isinstance(value, dict):
-        raise SystemExit("--variables must be a JSON object")
+        raise InvalidVariables(f"{option} must be a JSON object", field=option)
     return value
 
 
@@ -76,7 +77,7 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
     for name in args.files:
         path = Path(name)
         if not path.is_file():
-            raise SystemExit(f"{name}: no such file")
+            raise CaseflowError(f"{name}: no such file", file=name)
         files.append((path.name, path.read_bytes()))
     _print(app.engine.deploy(files, name=args.name, source="cli", actor=args.user))
     return 0
@@ -84,8 +85,8 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
     app = _app(settings)
-    _print(app.engine.start(key=args.key, business_key=args.business_key, variables=_variables(args.variables),
-                            actor=args.user))
+    _print(app.engine.start(key=args.key, business_key=args.business_key,
+                            variables=_variables(args.variables), actor=args.user))
     return 0
 
 
@@ -122,7 +123,7 @@ def cmd_complete(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_correlate(args: argparse.Namespace, settings: Settings) -> int:
     _print(_app(settings).engine.correlate(args.name, business_key=args.business_key,
-                                           correlation_keys=_variables(args.keys),
+                                           correlation_keys=_variables(args.keys, "--keys"),
                                            variables=_variables(args.variables), message_id=args.message_id,
                                            ttl_seconds=args.ttl, actor=args.user))
     return 0

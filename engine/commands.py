@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -139,7 +140,7 @@ def _json_safe(value: Any) -> Any:
     """Plain JSON view of task data for projections and API answers."""
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
+    if isinstance(value, list | tuple | set | frozenset | range):
         return [_json_safe(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat()
@@ -147,6 +148,8 @@ def _json_safe(value: Any) -> Any:
         return str(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/Infinity, and PostgreSQL's json type refuses them
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
@@ -187,14 +190,18 @@ class _Outcome:
     incident_resolved: str | None = None
 
 
+# Statements whose success decides a race say so with RETURNING (a row or none), which also holds when
+# PostgreSQL runs the transaction in pipeline mode, where a row count is not known until the end.
 _UPDATE_INSTANCE = update(process_instance).where(
-    process_instance.c.id == bindparam("b_id"), process_instance.c.revision == bindparam("b_revision"))
+    process_instance.c.id == bindparam("b_id"), process_instance.c.revision == bindparam("b_revision")
+).returning(process_instance.c.id)
 _END_TASK = update(task).where(task.c.id == bindparam("b_id"))
 _CLAIM_TASK = update(task).where(
     task.c.id == bindparam("b_id"), task.c.state == "open",
-    or_(task.c.assignee.is_(None), task.c.assignee == bindparam("b_user")))
+    or_(task.c.assignee.is_(None), task.c.assignee == bindparam("b_user"))).returning(task.c.id)
 _APPEND_AUDIT = update(process_instance).where(
-    process_instance.c.id == bindparam("b_id"), process_instance.c.audit_seq == bindparam("b_seq"))
+    process_instance.c.id == bindparam("b_id"), process_instance.c.audit_seq == bindparam("b_seq")
+).returning(process_instance.c.id)
 _TASK_FOR_ASSIGNMENT = (
     select(task.c.id, task.c.instance_id, task.c.state, task.c.assignee, task.c.element_id,
            process_instance.c.state.label("instance_state"), process_instance.c.revision,
@@ -241,7 +248,8 @@ class Engine:
         self.config = config or EngineConfig()
         self.runtime = Runtime(self.now, self.config.timezone)
         self.models = ModelCache(self.config.model_cache_size)
-        checker = Evaluator()
+        # The deploy-time checker knows the functions scripts may call at run time (see SafeScriptEngine).
+        checker = Evaluator({"now": self.now})
         self.checkers = Checkers(expression=checker.check, script=checker.check_script)
         self.after_commit: list[Callable[[], None]] = []
 
@@ -503,7 +511,7 @@ class Engine:
                 "id": row.id, "definition_id": row.definition_id, "definition_key": row.definition_key,
                 "business_key": row.business_key, "snapshot_format": FORMAT, "started_at": row.started_at,
                 "started_by": row.started_by, **values})
-        elif conn.execute(_UPDATE_INSTANCE, {"b_id": row.id, "b_revision": row.revision, **values}).rowcount != 1:
+        elif conn.execute(_UPDATE_INSTANCE, {"b_id": row.id, "b_revision": row.revision, **values}).first() is None:
             raise ConcurrentModification(
                 f"process instance '{row.id}' was changed by another command at the same time; retry",
                 instance_id=row.id)
@@ -598,6 +606,8 @@ class Engine:
 
     def _drain_buffer(self, conn: Connection, loaded: _Loaded) -> IncidentRaised | None:
         """Deliver buffered messages the instance now waits for (a message may arrive before its receiver)."""
+        if not self.runtime.waits_for_messages(loaded.workflow):
+            return None
         for _ in range(100):
             try:
                 subs = [s for s in self.runtime.project(loaded.workflow).subscriptions if s.matchable]
@@ -649,7 +659,7 @@ class Engine:
         rows, new_seq, new_head = audit.build_rows(instance_id, seq, head, entries)
         result = conn.execute(_APPEND_AUDIT, {"b_id": instance_id, "b_seq": seq, "audit_seq": new_seq,
                                               "audit_head": new_head})
-        if result.rowcount != 1:
+        if result.first() is None:
             raise ConcurrentModification(f"process instance '{instance_id}' changed at the same time; retry",
                                          instance_id=instance_id)
         conn.execute(insert(audit_record), rows)
@@ -664,7 +674,7 @@ class Engine:
                 raise TaskClaimed(f"task '{task_id}' is already claimed by '{row.assignee}'", task_id=task_id,
                                   assignee=row.assignee)
             result = conn.execute(_CLAIM_TASK, {"b_id": task_id, "b_user": user, "assignee": user})
-            if result.rowcount != 1:
+            if result.first() is None:
                 raise ConcurrentModification(f"task '{task_id}' was changed at the same time; retry",
                                              task_id=task_id)
             self._append_instance_audit(conn, row.instance_id, row.audit_seq, row.audit_head, [

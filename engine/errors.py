@@ -13,13 +13,15 @@ class CaseflowError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, **details: Any) -> None:
+    def __init__(self, message: str, /, **details: Any) -> None:
         super().__init__(message)
         self.message = message
         self.details = {k: v for k, v in details.items() if v is not None}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message, **self.details}
+        # A detail can never replace the machine code or the message.
+        extra = {k: v for k, v in self.details.items() if k not in ("error", "message")}
+        return {"error": self.code, "message": self.message, **extra}
 
 
 class InvalidModel(CaseflowError):

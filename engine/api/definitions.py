@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
-from engine.api.deps import ActorDep, EngineDep
+from engine.api.deps import ActorDep, EngineDep, errors, require_multipart
+from engine.api.schemas import DefinitionOut, DeploymentOut
 from engine.errors import InvalidModel, PayloadTooLarge
 from engine.store import queries
 from engine.store.db import read_only
@@ -15,7 +17,14 @@ from engine.store.db import read_only
 router = APIRouter(tags=["definitions"])
 
 
-@router.post("/api/deployments", status_code=201)
+@router.post(
+    "/api/deployments",
+    status_code=201,
+    response_model=DeploymentOut,
+    dependencies=[Depends(require_multipart)],
+    responses=errors(400, 413, 415, 422),
+    summary="Deploy BPMN and DMN files (a changed model becomes a new version)",
+)
 async def deploy(
     engine: EngineDep,
     actor: ActorDep,
@@ -25,25 +34,40 @@ async def deploy(
     limit = engine.config.max_model_bytes
     resources: list[tuple[str, bytes]] = []
     for upload in files:
+        # Read at most one byte past the limit: a larger file is refused without holding it all.
         content = await upload.read(limit + 1)
         filename = upload.filename or f"resource-{len(resources) + 1}.bpmn"
         if len(content) > limit:
-            raise PayloadTooLarge(f"{filename}: larger than the limit of {limit} bytes", resource=filename,
-                                  limit=limit)
+            raise PayloadTooLarge(
+                f"{filename}: larger than the limit of {limit} bytes", resource=filename, limit=limit
+            )
         resources.append((filename, content))
     if not resources:
         raise InvalidModel("a deployment needs at least one file")
-    return engine.deploy(resources, name=name, source="api", actor=actor)
+    result: dict[str, Any] = await run_in_threadpool(
+        engine.deploy, resources, name=name, source="api", actor=actor
+    )
+    return result
 
 
-@router.get("/api/process-definitions")
-def list_definitions(engine: EngineDep, key: str | None = None, latest: bool = False) -> list[dict[str, Any]]:
+@router.get(
+    "/api/process-definitions", response_model=list[DefinitionOut], summary="List process definitions"
+)
+def list_definitions(
+    engine: EngineDep,
+    key: Annotated[str | None, Query(max_length=255, description="only this process key")] = None,
+    latest: Annotated[bool, Query(description="only the latest version of each key")] = False,
+) -> list[dict[str, Any]]:
     with read_only(engine.db) as conn:
         return queries.definitions(conn, key, latest)
 
 
-@router.get("/api/process-definitions/{definition_id}/xml", response_class=Response,
-            responses={200: {"content": {"application/xml": {}}}})
+@router.get(
+    "/api/process-definitions/{definition_id}/xml",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}, "description": "the deployed BPMN"}, **errors(404)},
+    summary="The BPMN XML a definition was deployed from",
+)
 def definition_xml(engine: EngineDep, definition_id: str) -> Response:
     with read_only(engine.db) as conn:
         _name, content = queries.definition_xml(conn, definition_id)

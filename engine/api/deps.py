@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import email.message
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Query, Request
 
+from engine.api.errors import UnsupportedMediaType
+from engine.api.schemas import ErrorOut
 from engine.commands import Engine
 
 
@@ -14,9 +17,64 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
-def get_actor(x_caseflow_user: Annotated[str | None, Header(max_length=255)] = None) -> str | None:
+def get_actor(
+    x_caseflow_user: Annotated[
+        str | None, Header(max_length=255, description="who acts (recorded in the audit trail)")
+    ] = None,
+) -> str | None:
     return x_caseflow_user
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    return (length is not None and length != "0") or "transfer-encoding" in request.headers
+
+
+def _media_type(request: Request) -> tuple[str, str]:
+    message = email.message.Message()
+    message["content-type"] = request.headers.get("content-type", "")
+    return message.get_content_maintype(), message.get_content_subtype()
+
+
+def require_json(request: Request) -> None:
+    """A JSON body must say so: anything else is a clear 415, not a puzzling validation error."""
+    if request.method not in ("POST", "PUT", "PATCH") or not _has_body(request):
+        return
+    if "content-type" not in request.headers:
+        raise UnsupportedMediaType("the request body needs the header Content-Type: application/json")
+    main, sub = _media_type(request)
+    if main != "application" or not (sub == "json" or sub.endswith("+json")):
+        raise UnsupportedMediaType(
+            f"the request body must be application/json, not {request.headers['content-type'][:100]}"
+        )
+
+
+def require_multipart(request: Request) -> None:
+    if request.method != "POST":
+        return
+    main, sub = _media_type(request)
+    if (main, sub) != ("multipart", "form-data"):
+        raise UnsupportedMediaType(
+            "a deployment is uploaded as multipart/form-data with one or more parts named 'files'"
+        )
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ActorDep = Annotated[str | None, Depends(get_actor)]
+Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many items")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="skip this many items")]
+InstanceId = Annotated[str, Path(max_length=255, description="process instance id")]
+TaskId = Annotated[str, Path(max_length=255, description="user task id")]
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI documentation of the JSON errors a route answers."""
+    text = {
+        400: "invalid model or malformed request",
+        404: "no such id",
+        409: "conflict with the current state (already claimed, already completed, not correlated, a race)",
+        413: "the body is too large",
+        415: "wrong content type",
+        422: "invalid fields or variables",
+    }
+    return {status: {"model": ErrorOut, "description": text[status]} for status in statuses}

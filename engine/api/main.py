@@ -7,21 +7,30 @@ from typing import Any
 from fastapi import FastAPI
 
 from engine.api import definitions, errors, events, instances, tasks
+from engine.api.guard import DEFAULT_MAX_JSON_BYTES, RequestGuard
 from engine.commands import Engine
 
 ROUTERS = (definitions.router, instances.router, tasks.router, events.router)
+# A deployment may carry a few models (a BPMN with its DMN tables) of up to max_model_bytes each.
+MODELS_PER_DEPLOYMENT = 4
 
 
-def create_app(engine: Engine) -> FastAPI:
+def create_app(engine: Engine, *, max_json_bytes: int = DEFAULT_MAX_JSON_BYTES) -> FastAPI:
     app = FastAPI(
         title="caseflow",
         version="0.1.0",
-        description="BPMN workflow engine for transferring cases between government agencies.",
+        description="BPMN workflow engine for transferring cases between government agencies. Every error is "
+        "JSON `{error, message}`: `error` is a stable code, `message` says what was wrong and where.",
     )
     app.state.engine = engine
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.add_middleware(
+        RequestGuard,
+        max_json_bytes=max_json_bytes,
+        max_multipart_bytes=engine.config.max_model_bytes * MODELS_PER_DEPLOYMENT + 64 * 1024,
+    )
 
     @app.get("/api/health", tags=["health"])
     def health() -> dict[str, Any]:

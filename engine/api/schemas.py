@@ -1,10 +1,32 @@
-"""Request bodies of the native API."""
+"""Request bodies and answers of the native API (/openapi.json is built from these)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("is not valid Unicode text") from None
+    return value
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_storable)]
+OptionalName = Annotated[str, StringConstraints(max_length=255), AfterValidator(_storable)] | None
+Variables = Annotated[
+    dict[str, Any],
+    Field(
+        default_factory=dict,
+        description="process variables: names are letters, digits and '_' (not starting with '_' or a digit)",
+        examples=[{"amount": 5000, "approved": True}],
+    ),
+]
 
 
 class _Body(BaseModel):
@@ -12,45 +34,164 @@ class _Body(BaseModel):
 
 
 class StartRequest(_Body):
-    business_key: str | None = Field(default=None, max_length=255)
-    variables: dict[str, Any] = Field(default_factory=dict)
+    business_key: OptionalName = None
+    variables: Variables
 
 
 class ClaimRequest(_Body):
-    user: str = Field(min_length=1, max_length=255)
+    user: Name
 
 
 class AssignRequest(_Body):
-    user: str | None = Field(default=None, max_length=255)
+    user: OptionalName = None
 
 
 class CompleteRequest(_Body):
-    variables: dict[str, Any] = Field(default_factory=dict)
-    user: str | None = Field(default=None, max_length=255)
+    variables: Variables
+    user: OptionalName = None
 
 
 class MessageRequest(_Body):
-    name: str = Field(min_length=1, max_length=255)
-    business_key: str | None = Field(default=None, max_length=255)
-    correlation_keys: dict[str, Any] = Field(default_factory=dict)
-    variables: dict[str, Any] = Field(default_factory=dict)
-    message_id: str | None = Field(default=None, min_length=1, max_length=255)
-    ttl_seconds: int = Field(default=0, ge=0, le=30 * 86_400)
+    name: Name
+    business_key: OptionalName = None
+    correlation_keys: Annotated[dict[str, Any], Field(default_factory=dict)]
+    variables: Variables
+    message_id: Name | None = None
+    ttl_seconds: Annotated[
+        int, Field(ge=0, le=30 * 86_400, description="buffer this long if nobody waits")
+    ] = 0
     all: bool = False
 
 
 class RetryRequest(_Body):
-    variables: dict[str, Any] = Field(default_factory=dict)
+    variables: Variables
 
 
 class JobCompleteRequest(_Body):
-    variables: dict[str, Any] = Field(default_factory=dict)
+    variables: Variables
 
 
 class JobFailRequest(_Body):
-    error_message: str = Field(min_length=1, max_length=4000)
-    retries: int | None = Field(default=None, ge=0, le=100)
+    error_message: Annotated[str, StringConstraints(min_length=1, max_length=4000), AfterValidator(_storable)]
+    retries: Annotated[int | None, Field(ge=0, le=100)] = None
 
 
-class CancelRequest(_Body):
-    reason: str | None = Field(default=None, max_length=1000)
+# ----------------------------------------------------------------------------------------------- answers
+# Answers allow extra fields: the engine may add detail without breaking the documented shape.
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorOut(_Out):
+    error: str = Field(description="stable machine code, e.g. not_found, invalid_model, task_claimed")
+    message: str = Field(description="what was wrong and where")
+
+
+class DefinitionRef(_Out):
+    id: str
+    key: str
+    version: int
+    name: str | None = None
+
+
+class DeploymentOut(_Out):
+    id: str
+    name: str | None = None
+    created: bool
+    definitions: list[DefinitionRef]
+
+
+class DefinitionOut(DefinitionRef):
+    deployment_id: str | None = None
+    created_at: str | None = None
+
+
+class InstanceSummary(_Out):
+    id: str
+    definition_id: str
+    definition_key: str
+    business_key: str | None = None
+    state: Literal["running", "completed", "cancelled", "incident"]
+    revision: int
+
+
+class InstanceOut(InstanceSummary):
+    activities: list[str]
+    variables: dict[str, Any]
+
+
+class TaskOut(_Out):
+    id: str
+    instance_id: str
+    element_id: str
+    name: str | None = None
+    candidate_groups: list[str]
+    candidate_users: list[str]
+    assignee: str | None = None
+    state: str
+    due_at: str | None = None
+
+
+class InstanceDetail(InstanceOut):
+    tasks: list[TaskOut]
+    incidents: list[dict[str, Any]]
+    waiting_for: dict[str, Any]
+
+
+class AssigneeOut(_Out):
+    id: str
+    assignee: str | None = None
+
+
+class MessageOut(_Out):
+    message_id: str | None = None
+    buffered: bool
+    instances: list[dict[str, Any]]
+
+
+class IncidentOut(_Out):
+    id: str
+    instance_id: str | None = None
+    task_id: str | None = None
+    element_id: str | None = None
+    error_type: str
+    message: str
+    state: str
+
+
+class RetryOut(_Out):
+    id: str
+    state: str
+
+
+class JobOut(_Out):
+    id: str
+    instance_id: str
+    element_id: str
+    topic: str
+    retries: int
+
+
+class AuditRecordOut(_Out):
+    seq: int
+    at: str | None
+    actor: str | None = None
+    command: str
+    task_id: str | None = None
+    element_id: str | None = None
+    details: dict[str, Any]
+    hash: str
+
+
+class AuditProblem(_Out):
+    stream: str
+    seq: int | None = None
+    problem: str
+
+
+class AuditVerifyOut(_Out):
+    ok: bool
+    records_checked: int
+    problems: list[AuditProblem]

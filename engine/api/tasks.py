@@ -2,49 +2,85 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from engine.api.deps import ActorDep, EngineDep
-from engine.api.schemas import AssignRequest, ClaimRequest, CompleteRequest
+from engine.api.deps import ActorDep, EngineDep, Limit, Offset, TaskId, errors, require_json
+from engine.api.schemas import AssigneeOut, AssignRequest, ClaimRequest, CompleteRequest, InstanceOut, TaskOut
 from engine.store import queries
 from engine.store.db import read_only
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], dependencies=[Depends(require_json)])
+
+Filter = Annotated[str | None, Query(max_length=255)]
 
 
-@router.get("/api/tasks")
-def list_tasks(engine: EngineDep, candidate_group: str | None = None, candidate_user: str | None = None,
-               assignee: str | None = None, instance_id: str | None = None,
-               state: Literal["open", "completed", "cancelled"] = "open",
-               limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)) -> list[dict[str, Any]]:
+@router.get("/api/tasks", response_model=list[TaskOut], summary="List user tasks (open ones by default)")
+def list_tasks(
+    engine: EngineDep,
+    candidate_group: Filter = None,
+    candidate_user: Filter = None,
+    assignee: Filter = None,
+    instance_id: Filter = None,
+    state: Literal["open", "completed", "cancelled"] = "open",
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> list[dict[str, Any]]:
     with read_only(engine.db) as conn:
-        return queries.tasks(conn, candidate_group=candidate_group, candidate_user=candidate_user,
-                             assignee=assignee, instance_id=instance_id, state=state, limit=limit, offset=offset)
+        return queries.tasks(
+            conn,
+            candidate_group=candidate_group,
+            candidate_user=candidate_user,
+            assignee=assignee,
+            instance_id=instance_id,
+            state=state,
+            limit=limit,
+            offset=offset,
+        )
 
 
-@router.get("/api/tasks/{task_id}")
-def get_task(engine: EngineDep, task_id: str) -> dict[str, Any]:
+@router.get("/api/tasks/{task_id}", response_model=TaskOut, responses=errors(404), summary="One user task")
+def get_task(engine: EngineDep, task_id: TaskId) -> dict[str, Any]:
     with read_only(engine.db) as conn:
         return queries.task_by_id(conn, task_id)
 
 
-@router.post("/api/tasks/{task_id}/claim")
-def claim(engine: EngineDep, actor: ActorDep, task_id: str, body: ClaimRequest) -> dict[str, Any]:
+@router.post(
+    "/api/tasks/{task_id}/claim",
+    response_model=AssigneeOut,
+    responses=errors(404, 409, 415, 422),
+    summary="Claim a task (409 if someone else holds it)",
+)
+def claim(engine: EngineDep, actor: ActorDep, task_id: TaskId, body: ClaimRequest) -> dict[str, Any]:
     return engine.claim(task_id, body.user, actor=actor)
 
 
-@router.post("/api/tasks/{task_id}/unclaim")
-def unclaim(engine: EngineDep, actor: ActorDep, task_id: str) -> dict[str, Any]:
+@router.post(
+    "/api/tasks/{task_id}/unclaim",
+    response_model=AssigneeOut,
+    responses=errors(404, 409),
+    summary="Give a claimed task back to its candidates",
+)
+def unclaim(engine: EngineDep, actor: ActorDep, task_id: TaskId) -> dict[str, Any]:
     return engine.unclaim(task_id, actor=actor)
 
 
-@router.post("/api/tasks/{task_id}/assign")
-def assign(engine: EngineDep, actor: ActorDep, task_id: str, body: AssignRequest) -> dict[str, Any]:
+@router.post(
+    "/api/tasks/{task_id}/assign",
+    response_model=AssigneeOut,
+    responses=errors(404, 409, 415, 422),
+    summary="Assign a task to a user (or to nobody)",
+)
+def assign(engine: EngineDep, actor: ActorDep, task_id: TaskId, body: AssignRequest) -> dict[str, Any]:
     return engine.assign(task_id, body.user, actor=actor)
 
 
-@router.post("/api/tasks/{task_id}/complete")
-def complete(engine: EngineDep, actor: ActorDep, task_id: str, body: CompleteRequest) -> dict[str, Any]:
+@router.post(
+    "/api/tasks/{task_id}/complete",
+    response_model=InstanceOut,
+    responses=errors(404, 409, 415, 422),
+    summary="Complete a task with variables; answers the instance after it moved on",
+)
+def complete(engine: EngineDep, actor: ActorDep, task_id: TaskId, body: CompleteRequest) -> dict[str, Any]:
     return engine.complete(task_id, body.variables, user=body.user, actor=actor)

@@ -18,7 +18,11 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.event_definitions.conditional import ConditionalEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import EventBasedGateway
+from SpiffWorkflow.bpmn.specs.mixins.exclusive_gateway import ExclusiveGateway
+from SpiffWorkflow.bpmn.specs.mixins.inclusive_gateway import InclusiveGateway
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
+from SpiffWorkflow.bpmn.specs.mixins.parallel_gateway import ParallelGateway
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity, SubWorkflowTask
 from SpiffWorkflow.specs.MultiChoice import MultiChoice
 
@@ -34,6 +38,7 @@ from engine.errors import InvalidModel
 from engine.lang.iso8601 import TimerValueError, looks_like_iso8601, parse_cycle, parse_datetime, parse_duration
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 DMN_NAMESPACES = (
     "http://www.omg.org/spec/DMN/20151101/dmn.xsd",
     "http://www.omg.org/spec/DMN/20180521/MODEL/",
@@ -41,6 +46,8 @@ DMN_NAMESPACES = (
     "https://www.omg.org/spec/DMN/20230324/MODEL/",
 )
 _ELEMENT_REPR = re.compile(r"<Element \{[^}]*\}(\w+) at 0x[0-9a-f]+>")
+# Quartz/Unix cron (5 to 7 fields), as Camunda 7 accepts in timeCycle.
+_CRON = re.compile(r"^[0-9*?/,#LW-]+(\s+[0-9A-Za-z*?/,#LW-]+){4,6}$")
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,7 @@ def compile_resources(
         if kind != "bpmn":
             continue
         if name in own_names:
+            _refuse_listeners(root, name)
             bpmn_resources.append(name)
             for proc in root.iter(f"{{{BPMN_NS}}}process"):
                 if proc.get("isExecutable", "true") == "true" and proc.get("id"):
@@ -184,6 +192,22 @@ def compile_resources(
     for model in processes.values():
         _try_instantiate(model, lines)
     return Compiled(processes=processes, decisions=decisions, bpmn_resources=bpmn_resources)
+
+
+def _refuse_listeners(root: etree._Element, resource: str) -> None:
+    """Camunda listeners run Java or script code on engine events; dropping them silently would change what
+    the model does, so they are refused with the element they sit on."""
+    for tag in ("executionListener", "taskListener"):
+        for node in root.iter(f"{{{CAMUNDA_NS}}}{tag}"):
+            owner = node.getparent()
+            while owner is not None and not owner.get("id"):
+                owner = owner.getparent()
+            raise InvalidModel(
+                f"camunda:{tag} runs Java or script code on engine events, which caseflow does not do; move "
+                "the work into a service task (an external job) or a script task",
+                resource=resource, line=node.sourceline,
+                element_id=owner.get("id") if owner is not None else None,
+            )
 
 
 def _compile_process(
@@ -278,6 +302,12 @@ def _check_task_spec(task_spec: Any, lines: _Lines, checkers: Checkers) -> None:
 
 def _check_timer(timer: Any, check: Callable[[str | None, str], None], lines: _Lines, element_id: str | None) -> None:
     text = timer.expression.strip()
+    if _CRON.match(text):
+        resource, line = lines.locate(element_id)
+        raise InvalidModel(
+            f"timer: '{text}' is a cron expression, which caseflow does not support; use ISO 8601: a date "
+            "(2026-03-01T09:00:00+08:00), a duration (PT5M) or a cycle (R/PT5M, R5/2026-03-01T09:00:00Z/P1D)",
+            resource=resource, line=line, element_id=element_id)
     if not looks_like_iso8601(text):
         check(text, "timer")
         return
@@ -325,15 +355,54 @@ def _refuse_recursive_calls(processes: dict[str, ProcessModel], parser: Caseflow
             visit(node)
 
 
+def _loop_without_gateway(model: ProcessModel) -> str | None:
+    """The first element of a cycle of sequence flows that passes no gateway (which makes the library's
+    prediction recurse without end), so that the refusal names where the loop is."""
+    for spec in [model.spec, *(s for s in model.subprocess_specs.values() if s is not None)]:
+        state: dict[str, int] = {}
+        for task_spec in spec.task_specs.values():
+            if task_spec.name not in state and not isinstance(task_spec, _GATEWAYS):
+                found = _cycle_from(task_spec, state)
+                if found:
+                    return found
+    return None
+
+
+_GATEWAYS = (ExclusiveGateway, InclusiveGateway, ParallelGateway, EventBasedGateway)
+
+
+def _cycle_from(task_spec: Any, state: dict[str, int]) -> str | None:
+    """Depth-first search over non-gateway specs (1 = on the current path, 2 = done)."""
+    state[task_spec.name] = 1
+    for output in task_spec.outputs:
+        if isinstance(output, _GATEWAYS):
+            continue
+        if state.get(output.name) == 1:
+            return getattr(output, "bpmn_id", None) or output.name  # type: ignore[no-any-return]
+        if output.name not in state:
+            found = _cycle_from(output, state)
+            if found:
+                return found
+    state[task_spec.name] = 2
+    return None
+
+
 def _try_instantiate(model: ProcessModel, lines: _Lines) -> None:
     limit = sys.getrecursionlimit()
     try:
         sys.setrecursionlimit(max(limit, 3000))
         BpmnWorkflow(model.spec, model.subprocess_specs)
+        # Embedded subprocesses are instantiated only when reached: try them now, not in a running case.
+        for sub in model.subprocess_specs.values():
+            if sub is not None:
+                BpmnWorkflow(sub, model.subprocess_specs)
     except RecursionError:
+        element_id = _loop_without_gateway(model)
+        resource, line = lines.locate(element_id)
         raise InvalidModel(
-            "the sequence flows form a loop with no gateway or wait state; add a gateway to the loop",
-            resource=model.resource, element_id=model.key,
+            "the sequence flows form a loop that passes no gateway; route the loop through an exclusive "
+            "gateway",
+            resource=resource or model.resource, line=line, element_id=element_id or model.key,
         ) from None
     except ValidationException as exc:
         raise _model_error(exc, lines, model.resource) from None

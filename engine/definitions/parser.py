@@ -9,8 +9,10 @@ parser ignores (``camunda:candidateGroups``, ``candidateUsers``, ``assignee``, `
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from lxml import etree
 from SpiffWorkflow.bpmn.parser.event_parsers import (
     BoundaryEventParser,
     EndEventParser,
@@ -26,7 +28,6 @@ from SpiffWorkflow.bpmn.parser.TaskParser import TaskParser
 from SpiffWorkflow.bpmn.parser.util import first, full_tag
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.defaults import (
-    BoundaryEvent,
     EndEvent,
     EventBasedGateway,
     IntermediateCatchEvent,
@@ -38,12 +39,19 @@ from SpiffWorkflow.bpmn.specs.defaults import (
 from SpiffWorkflow.bpmn.specs.event_definitions.message import CorrelationProperty
 from SpiffWorkflow.camunda.parser.CamundaParser import NSMAP as CAMUNDA_NSMAP
 from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
-from SpiffWorkflow.camunda.parser.task_spec import CamundaTaskParser, UserTaskParser
+from SpiffWorkflow.camunda.parser.task_spec import BusinessRuleTaskParser, CamundaTaskParser, UserTaskParser
 
 from engine.definitions.specs import (
+    MAP_DECISION_RESULTS,
+    MULTI_INSTANCE_CLASSES,
+    SUPPORTED_HIT_POLICIES,
     TIMER_CLASSES,
-    AssignmentScriptTask,
     Assignment,
+    AssignmentScriptTask,
+    CaseflowBoundaryEvent,
+    CaseflowBusinessRuleTask,
+    CaseflowCycleStep,
+    CaseflowDMNEngine,
     CaseflowMessageEventDefinition,
     CaseflowUserTask,
     ExternalServiceTask,
@@ -74,6 +82,15 @@ def parse_payload(text: str | None) -> list[tuple[str, str]]:
         target, _, expr = part.partition("=")
         pairs.append((target.strip(), (expr or target).strip()))
     return pairs
+
+
+def _spawns_paths(node: Any) -> bool:
+    """A timeCycle on a non-interrupting event-subprocess start event starts a path at each firing from one
+    waiting task (CaseflowCycle). Everywhere else one waiting task is one firing (CaseflowCycleStep): an event a
+    token passes fires once, and a non-interrupting boundary event arms itself again (CaseflowBoundaryEvent)."""
+    if etree.QName(node).localname != "startEvent":
+        return False
+    return (node.get("isInterrupting") or "true").strip().lower() == "false"
 
 
 class CaseflowEventParserMixin(EventDefinitionParser):  # type: ignore[misc]
@@ -115,6 +132,8 @@ class CaseflowEventParserMixin(EventDefinitionParser):  # type: ignore[misc]
         for tag, cls in TIMER_CLASSES.items():
             node = first(self.xpath(f".//bpmn:{tag}"))
             if node is not None:
+                if tag == "timeCycle" and not _spawns_paths(self.node):
+                    cls = CaseflowCycleStep
                 text = (node.text or "").strip()
                 if not text:
                     raise ValidationException(
@@ -131,7 +150,10 @@ class CaseflowEventParserMixin(EventDefinitionParser):  # type: ignore[misc]
 
 class _StartEventParser(CaseflowEventParserMixin, StartEventParser):  # type: ignore[misc]
     def create_task(self) -> Any:
-        return StartEventParser.create_task(self)
+        task = StartEventParser.create_task(self)
+        # camunda:initiator names the variable that receives the id of the user who started the instance.
+        task.initiator = (self.node.get(f"{{{CAMUNDA_NS}}}initiator") or "").strip() or None
+        return task
 
 
 class _EndEventParser(CaseflowEventParserMixin, EndEventParser):  # type: ignore[misc]
@@ -169,7 +191,32 @@ class _EventBasedGatewayParser(CaseflowEventParserMixin, EventBasedGatewayParser
         return EventBasedGatewayParser.create_task(self)
 
 
-class _UserTaskParser(UserTaskParser):  # type: ignore[misc]
+_COLLECTION_NAME = re.compile(r"^[$#]\{\s*(\w+)\s*\}$")
+
+
+class _CamundaLoopMixin(CamundaTaskParser):  # type: ignore[misc]
+    def _add_multiinstance_task(self, loop_characteristics: Any) -> None:
+        """``camunda:collection`` names the variable holding the collection, bare or as ``${name}`` (as
+        Camunda Modeler writes it); the library took the whole text as the variable name and failed at run
+        time."""
+        attribute = f"{{{CAMUNDA_NS}}}collection"
+        text = (loop_characteristics.get(attribute) or "").strip()
+        if text:
+            bare = _COLLECTION_NAME.match(text)
+            name = bare.group(1) if bare else text
+            if not name.isidentifier():
+                raise ValidationException(
+                    f"camunda:collection '{text}' must name the variable that holds the collection "
+                    "(reviewers or ${reviewers}); compute the collection into a variable first",
+                    node=self.node, file_name=self.filename)
+            loop_characteristics.set(attribute, name)
+        super()._add_multiinstance_task(loop_characteristics)
+        # Same state, one method more (see _CollectionMerge): swapping the class of the fresh spec keeps the
+        # library's construction of it.
+        self.task.__class__ = MULTI_INSTANCE_CLASSES.get(type(self.task), type(self.task))
+
+
+class _UserTaskParser(_CamundaLoopMixin, UserTaskParser):  # type: ignore[misc]
     def create_task(self) -> Any:
         form = self.get_form()
         node = self.node
@@ -192,23 +239,33 @@ class _UserTaskParser(UserTaskParser):  # type: ignore[misc]
                                **self.bpmn_attributes)
 
 
-class _ServiceTaskParser(CamundaTaskParser):  # type: ignore[misc]
+class _ServiceTaskParser(_CamundaLoopMixin):
     def create_task(self) -> Any:
         node = self.node
         kind = node.get(f"{{{CAMUNDA_NS}}}type")
-        for unsupported in ("class", "expression", "delegateExpression"):
-            if node.get(f"{{{CAMUNDA_NS}}}{unsupported}") is not None:
-                raise ValidationException(
-                    f"camunda:{unsupported} service tasks run Java code and are not supported; "
-                    'use camunda:type="external" with camunda:topic, or caseflow:topic',
-                    node=node, file_name=self.filename,
-                )
         if kind not in (None, "external"):
             raise ValidationException(
                 f"service task type '{kind}' is not supported", node=node, file_name=self.filename
             )
-        topic = _ext(node, "topic") or self.bpmn_id
+        topic = _ext(node, "topic") or _java_topic(node) or self.bpmn_id
         return self.spec_class(self.spec, self.bpmn_id, topic=topic, **self.bpmn_attributes)
+
+
+_BEAN = re.compile(r"[$#]\{\s*([A-Za-z_][\w.]*)\s*\}")
+
+
+def _java_topic(node: Any) -> str | None:
+    """Camunda 7 Java implementations never run here: such a service task is a job that an external worker
+    completes, on a topic named after the implementation (the class, or the bean of a plain ``${bean}``)."""
+    implementation = node.get(f"{{{CAMUNDA_NS}}}class")
+    if implementation and implementation.strip():
+        return implementation.strip()  # type: ignore[no-any-return]
+    for attribute in ("delegateExpression", "expression"):
+        text = node.get(f"{{{CAMUNDA_NS}}}{attribute}")
+        if text:
+            bean = _BEAN.fullmatch(text.strip())
+            return bean.group(1) if bean else None
+    return None
 
 
 class _ScriptTaskParser(TaskParser):  # type: ignore[misc]
@@ -228,17 +285,42 @@ class _ScriptTaskParser(TaskParser):  # type: ignore[misc]
         return self.spec_class(self.spec, self.bpmn_id, script=text, **self.bpmn_attributes)
 
 
+class _BusinessRuleTaskParser(BusinessRuleTaskParser):  # type: ignore[misc]
+    @staticmethod
+    def get_decision_ref(node: Any) -> str:
+        ref = (node.get(f"{{{CAMUNDA_NS}}}decisionRef") or "").strip()
+        if not ref:
+            # The library reads the attribute with [] and leaks a bare KeyError.
+            raise ValidationException(
+                "business rule task has no camunda:decisionRef naming the DMN decision it evaluates",
+                node=node,
+            )
+        return ref
+
+    def create_task(self) -> Any:
+        mapping = (_ext(self.node, "mapDecisionResult") or "resultList").strip()
+        if mapping not in MAP_DECISION_RESULTS:
+            raise ValidationException(
+                f"camunda:mapDecisionResult '{mapping}' is not one of {', '.join(MAP_DECISION_RESULTS)}",
+                node=self.node, file_name=self.filename)
+        engine = self.process_parser.parser.get_engine(self.get_decision_ref(self.node), self.node)
+        return self.spec_class(self.spec, self.bpmn_id, dmnEngine=engine,
+                               result_variable=(_ext(self.node, "resultVariable") or "").strip() or None,
+                               map_decision_result=mapping, **self.bpmn_attributes)
+
+
 class CaseflowParser(CamundaParser):  # type: ignore[misc]
     OVERRIDE_PARSER_CLASSES = {
         **CamundaParser.OVERRIDE_PARSER_CLASSES,
         full_tag("userTask"): (_UserTaskParser, CaseflowUserTask),
         full_tag("serviceTask"): (_ServiceTaskParser, ExternalServiceTask),
         full_tag("scriptTask"): (_ScriptTaskParser, AssignmentScriptTask),
+        full_tag("businessRuleTask"): (_BusinessRuleTaskParser, CaseflowBusinessRuleTask),
         full_tag("startEvent"): (_StartEventParser, StartEvent),
         full_tag("endEvent"): (_EndEventParser, EndEvent),
         full_tag("intermediateCatchEvent"): (_CatchEventParser, IntermediateCatchEvent),
         full_tag("intermediateThrowEvent"): (_ThrowEventParser, IntermediateThrowEvent),
-        full_tag("boundaryEvent"): (_BoundaryEventParser, BoundaryEvent),
+        full_tag("boundaryEvent"): (_BoundaryEventParser, CaseflowBoundaryEvent),
         full_tag("sendTask"): (_SendTaskParser, SendTask),
         full_tag("receiveTask"): (_ReceiveTaskParser, ReceiveTask),
         full_tag("eventBasedGateway"): (_EventBasedGatewayParser, EventBasedGateway),
@@ -246,3 +328,15 @@ class CaseflowParser(CamundaParser):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__(namespaces=NSMAP)
+
+    def get_engine(self, decision_ref: str, node: Any) -> Any:
+        """The decision's table on caseflow's DMN engine; hit policies it cannot honour are refused."""
+        table = super().get_engine(decision_ref, node).decision_table
+        tables = self.dmn_parsers[decision_ref].xpath(".//dmn:decisionTable")
+        aggregation = tables[0].get("aggregation") if tables else None
+        if table.hit_policy not in SUPPORTED_HIT_POLICIES or aggregation:
+            policy = f"{table.hit_policy} {aggregation}" if aggregation else table.hit_policy
+            raise ValidationException(
+                f"decision '{decision_ref}' has hit policy {policy}, which caseflow does not support; use "
+                "UNIQUE, FIRST, ANY or COLLECT without aggregation", node=node)
+        return CaseflowDMNEngine(table)

@@ -11,11 +11,17 @@ Specs are never serialized (instances are saved without their spec), so extra at
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from SpiffWorkflow.bpmn.specs.defaults import ScriptTask, ServiceTask
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
+from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent, ScriptTask, ServiceTask
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import (
+    EscalationEventDefinition,
+    SignalEventDefinition,
+)
 from SpiffWorkflow.bpmn.specs.event_definitions.message import CorrelationProperty, MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
@@ -24,10 +30,24 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     TimerEventDefinition,
 )
 from SpiffWorkflow.bpmn.util import BpmnEvent, PendingBpmnEvent
+from SpiffWorkflow.camunda.specs.business_rule_task import BusinessRuleTask
+from SpiffWorkflow.camunda.specs.multiinstance_task import (
+    ParallelMultiInstanceTask,
+    SequentialMultiInstanceTask,
+)
 from SpiffWorkflow.camunda.specs.user_task import UserTask
+from SpiffWorkflow.dmn.engine.DMNEngine import DMNEngine
+from SpiffWorkflow.dmn.specs.business_rule_task_mixin import BusinessRuleTaskMixin
+from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
 
-from engine.lang.iso8601 import Duration, looks_like_iso8601, parse_cycle, parse_datetime, parse_duration
+from engine.lang.iso8601 import (
+    Duration,
+    looks_like_iso8601,
+    parse_cycle,
+    parse_datetime,
+    parse_duration,
+)
 
 
 class ClockedEngine(Protocol):
@@ -109,19 +129,48 @@ def _add(start: datetime, duration: Duration | timedelta) -> datetime:
     return start + duration if isinstance(duration, timedelta) else duration.add_to(start)
 
 
+# Set on a catching task whose timer could not be computed: a retry arms the wait again instead of running it.
+WAIT_FAILED = "caseflow:wait_failed"
+
+
+def _timer_failed(definition: TimerEventDefinition, my_task: Any, exc: Exception) -> WorkflowTaskException:
+    """A timer whose value is not a valid time stops its task as an error (an incident) naming the element."""
+    cause: BaseException = exc
+    if isinstance(exc, WorkflowTaskException):
+        cause = exc.__cause__ or exc.__context__ or exc
+    text = cause.args[0] if isinstance(cause, WorkflowTaskException) and cause.args else str(cause)
+    my_task.workflow.top_workflow.event_manager.remove_task(my_task)
+    my_task.internal_data[WAIT_FAILED] = True
+    my_task._set_state(TaskState.ERROR)
+    error = WorkflowTaskException(
+        f"timer '{my_task.task_spec.bpmn_id}' ({definition.expression}): {text}", task=my_task,
+        exception=cause if isinstance(cause, Exception) else exc)
+    error.__cause__ = cause
+    return error
+
+
 class CaseflowTimerMixin:
     name: str
     expression: str
+    kind: str  # timeDate | timeDuration | timeCycle, set by the parser
+    label: str | None  # the event's name as drawn
 
     def due_at(self, my_task: Any) -> datetime | None:
         """The due time of this timer for the task, computed once and kept in the task's internal data."""
         raise NotImplementedError
 
+    def checked_due_at(self, my_task: Any) -> datetime | None:
+        """:meth:`due_at`, with a value that is no valid time turned into an error of the task."""
+        try:
+            return self.due_at(my_task)
+        except Exception as exc:  # expression and ISO 8601 errors alike
+            raise _timer_failed(self, my_task, exc)  # noqa: B904 - the cause is set explicitly
+
     def has_fired(self, my_task: Any) -> bool:
-        key = _timer_key(self)  # type: ignore[arg-type]
+        key = _timer_key(self)
         if my_task.internal_data.get(f"{key}:fired"):
             return True
-        due = self.due_at(my_task)
+        due = self.checked_due_at(my_task)
         engine: ClockedEngine = my_task.workflow.script_engine
         if due is not None and due <= engine.now():
             my_task.internal_data[f"{key}:fired"] = True
@@ -129,7 +178,7 @@ class CaseflowTimerMixin:
         return False
 
     def reset(self, my_task: Any) -> None:
-        key = _timer_key(self)  # type: ignore[arg-type]
+        key = _timer_key(self)
         my_task.internal_data.pop(key, None)
         my_task.internal_data.pop(f"{key}:fired", None)
         super().reset(my_task)  # type: ignore[misc]
@@ -164,7 +213,11 @@ class CaseflowDuration(CaseflowTimerMixin, DurationTimerEventDefinition):  # typ
 
 
 class CaseflowCycle(CaseflowTimerMixin, CycleTimerEventDefinition):  # type: ignore[misc]
-    """R[n]/[start/]interval: fires up to n times (unbounded without n); each firing makes a new child."""
+    """R[n]/[start/]interval: fires up to n times (unbounded without n); each firing makes a new child.
+
+    Used for the start event of a non-interrupting event subprocess; elsewhere the parser uses
+    :class:`CaseflowCycleStep`.
+    """
 
     def _state(self, my_task: Any) -> dict[str, Any]:
         key = _timer_key(self)
@@ -214,11 +267,53 @@ class CaseflowCycle(CaseflowTimerMixin, CycleTimerEventDefinition):  # type: ign
         return bool(my_task.internal_data.get("event_fired", False))
 
     def update_task(self, my_task: Any) -> None:
-        if self.cycle_complete(my_task):
+        try:
+            complete = self.cycle_complete(my_task)
+        except Exception as exc:
+            raise _timer_failed(self, my_task, exc)  # noqa: B904 - the cause is set explicitly
+        if complete:
             for output in my_task.task_spec.outputs:
                 child = my_task._add_child(output, TaskState.FUTURE)
                 child.task_spec._predict(child, mask=TaskState.NOT_FINISHED_MASK)
                 child.task_spec._update(child)
+
+
+class CaseflowCycleStep(CaseflowTimerMixin, TimerEventDefinition):  # type: ignore[misc]
+    """A timeCycle where one waiting task stands for one firing.
+
+    On an event a token passes once (an intermediate catch event, an interrupting boundary event, a process
+    start event inside the instance) it fires once, at the cycle's first due time, as in Camunda (repeated
+    starts of a timer start event are the engine's start timers). On a non-interrupting boundary event,
+    :class:`CaseflowBoundaryEvent` arms a fresh task with :meth:`next_state` for each further repetition.
+    """
+
+    def _state(self, my_task: Any) -> dict[str, Any]:
+        key = _timer_key(self)
+        state = my_task.internal_data.get(key)
+        if state is None:
+            engine = my_task.workflow.script_engine
+            value = resolve_timer_value(self, my_task)
+            if not isinstance(value, str):
+                raise TypeError(f"expected an ISO 8601 cycle such as R3/PT10M, got {type(value).__name__}")
+            parse_cycle(value.strip(), engine.timezone)
+            state = {"cycle": value.strip(), "anchor": engine.now().isoformat(), "fired": 0}
+            my_task.internal_data[key] = state
+        return state  # type: ignore[no-any-return]
+
+    def _due(self, state: dict[str, Any], engine: ClockedEngine) -> datetime | None:
+        cycle = parse_cycle(state["cycle"], engine.timezone)
+        return cycle.next_after(datetime.fromisoformat(state["anchor"]), state["fired"])
+
+    def due_at(self, my_task: Any) -> datetime | None:
+        return self._due(self._state(my_task), my_task.workflow.script_engine)
+
+    def next_state(self, my_task: Any) -> dict[str, Any] | None:
+        """Internal data for the task that waits for the next repetition; None when the cycle is over."""
+        state = {**self._state(my_task)}
+        state["fired"] += 1
+        if self._due(state, my_task.workflow.script_engine) is None:
+            return None
+        return {_timer_key(self): state}
 
 
 TIMER_CLASSES: dict[str, type[TimerEventDefinition]] = {
@@ -226,6 +321,44 @@ TIMER_CLASSES: dict[str, type[TimerEventDefinition]] = {
     "timeDuration": CaseflowDuration,
     "timeCycle": CaseflowCycle,
 }
+
+
+# ------------------------------------------------------------------------------------- boundary events
+_RECURRING = (MessageEventDefinition, SignalEventDefinition, EscalationEventDefinition)
+
+
+class CaseflowBoundaryEvent(BoundaryEvent):  # type: ignore[misc]
+    """A non-interrupting boundary event stays armed while its activity runs (BPMN): each occurrence starts its
+    own path and a fresh task waits for the next one. The library's task completes after the first occurrence,
+    so a second escalation or message was lost; timer cycles spawned their paths under the waiting task, so
+    the paths vanished when the activity completed and the waiting task was cancelled."""
+
+    def _run_hook(self, my_task: Any) -> Any:
+        armed_next = None if self.cancel_activity else self._next_occurrence(my_task)
+        result = super()._run_hook(my_task)
+        if armed_next is not None:
+            self._arm_again(my_task, armed_next)
+        return result
+
+    def _next_occurrence(self, my_task: Any) -> dict[str, Any] | None:
+        definition = self.event_definition
+        if isinstance(definition, CaseflowCycleStep):
+            return definition.next_state(my_task)
+        if isinstance(definition, _RECURRING):
+            return {}
+        return None
+
+    def _arm_again(self, my_task: Any, internal_data: dict[str, Any]) -> None:
+        split = my_task.parent
+        if split is None:
+            return
+        activity = [t for t in split.children if not isinstance(t.task_spec, BoundaryEvent)]
+        if not activity or activity[0].has_state(TaskState.FINISHED_MASK):
+            return
+        again = split._add_child(self, TaskState.WAITING)
+        again.internal_data.update(internal_data)
+        self._predict(again, mask=TaskState.NOT_FINISHED_MASK)
+        self._update(again)
 
 
 # ----------------------------------------------------------------------------------------------- messages
@@ -285,8 +418,8 @@ class CaseflowMessageEventDefinition(MessageEventDefinition):  # type: ignore[mi
         }
         target = engine.evaluate(my_task, self.to) if self.to else None
         event = BpmnEvent(self, payload=payload, correlations=correlations)
-        event.target_agency = target  # type: ignore[attr-defined]
-        event.source_element = my_task.task_spec.bpmn_id  # type: ignore[attr-defined]
+        event.target_agency = target
+        event.source_element = my_task.task_spec.bpmn_id
         # Messages leave the instance: they are never caught inside the sender.
         my_task.workflow.top_workflow.bpmn_events.append(event)
 
@@ -309,3 +442,153 @@ _UNRESOLVED = _Unresolved()
 
 def is_unresolved(value: Any) -> bool:
     return value is _UNRESOLVED
+
+
+# ----------------------------------------------------------------------------------------- business rules
+SUPPORTED_HIT_POLICIES = ("UNIQUE", "FIRST", "ANY", "COLLECT")
+MAP_DECISION_RESULTS = ("resultList", "singleResult", "singleEntry", "collectEntries")
+_FEEL_RANGE = re.compile(r"^([\[\]\(])\s*(.+?)\s*\.\.\s*(.+?)\s*([\[\]\)])$", re.S)
+_FEEL_NOT = re.compile(r"^not\s*\((.*)\)$", re.S)
+
+
+def split_unary_tests(text: str) -> list[str]:
+    """Split a DMN input entry on its top-level commas (not inside quotes, brackets or parentheses)."""
+    parts: list[str] = []
+    depth = 0
+    quote = ""
+    current = ""
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "([":
+            depth += 1
+        elif char in ")]":
+            depth = max(depth - 1, 0)
+        elif char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+            continue
+        current += char
+    parts.append(current.strip())
+    return [p for p in parts if p]
+
+
+class CaseflowDMNEngine(DMNEngine):  # type: ignore[misc]
+    """The library's decision table, with the FEEL input entries Camunda Modeler writes and strict policies.
+
+    An input entry may be a comma list (any of them matches: ``"major","general"``), ``not(...)``, or a range
+    (``[1000..5000[``); the library compared the input with a tuple and silently matched nothing. A UNIQUE
+    table that matches more than one rule is an error (the library took the first); FIRST and ANY take the
+    first match.
+    """
+
+    def decide(self, task: Any) -> list[Any]:
+        table = self.decision_table
+        rules = [rule for rule in table.rules if self._DMNEngine__check_rule(rule, task)]
+        if table.hit_policy == "UNIQUE" and len(rules) > 1:
+            numbers = ", ".join(str(rule.row_number) for rule in rules)
+            raise WorkflowTaskException(
+                f"decision table '{table.id}' has hit policy UNIQUE but rules {numbers} all match", task=task)
+        if table.hit_policy in ("UNIQUE", "FIRST", "ANY"):
+            return rules[:1]
+        return rules
+
+    def evaluate(self, input_expr: Any, match_expr: Any, task: Any) -> bool:
+        text = match_expr.strip() if isinstance(match_expr, str) else match_expr
+        if text is None or text in ("", "-"):
+            return True
+        negated = _FEEL_NOT.match(text)
+        if negated:
+            return not self._any_of(input_expr, negated.group(1), task)
+        return self._any_of(input_expr, text, task)
+
+    def _any_of(self, input_expr: Any, text: str, task: Any) -> bool:
+        for test in split_unary_tests(text):
+            bounds = _FEEL_RANGE.match(test)
+            if bounds:
+                low = ">=" if bounds.group(1) == "[" else ">"
+                high = "<=" if bounds.group(4) == "]" else "<"
+                test = f"? {low} ({bounds.group(2)}) and ? {high} ({bounds.group(3)})"
+            if super().evaluate(input_expr, test, task):
+                return True
+        return False
+
+
+def map_decision_result(results: list[dict[str, Any]], mapping: str, decision: str) -> Any:
+    """Camunda's ``camunda:mapDecisionResult`` over the matched rules' outputs."""
+    if mapping == "resultList":
+        return results
+    if mapping == "collectEntries":
+        if any(len(r) > 1 for r in results):
+            raise ValueError(f"decision '{decision}': collectEntries needs exactly one output per rule")
+        return [next(iter(r.values())) for r in results if r]
+    if len(results) > 1:
+        raise ValueError(f"decision '{decision}': {mapping} needs at most one matching rule, "
+                         f"got {len(results)}")
+    if not results:
+        return None
+    if mapping == "singleEntry":
+        if len(results[0]) != 1:
+            raise ValueError(f"decision '{decision}': singleEntry needs exactly one output column")
+        return next(iter(results[0].values()))
+    return results[0]
+
+
+class CaseflowBusinessRuleTask(BusinessRuleTask):  # type: ignore[misc]
+    """A business rule task; with ``camunda:resultVariable`` the result is stored under that one name,
+    mapped by ``camunda:mapDecisionResult`` as in Camunda. Without it the outputs become variables (the
+    library's way)."""
+
+    def __init__(self, wf_spec: Any, bpmn_id: str, result_variable: str | None = None,
+                 map_decision_result: str = "resultList", **kwargs: Any) -> None:
+        super().__init__(wf_spec, bpmn_id, **kwargs)  # the library's dmnEngine keyword passes through
+        self.result_variable = result_variable
+        self.map_decision_result = map_decision_result
+
+    def _run_hook(self, my_task: Any) -> bool:
+        if not self.result_variable:
+            return bool(super()._run_hook(my_task))
+        decision = self.dmnEngine.decision_table.id
+        try:
+            results = [dict(rule.output_as_dict(my_task)) for rule in self.dmnEngine.decide(my_task)]
+            value = map_decision_result(results, self.map_decision_result, decision)
+        except SpiffWorkflowException:
+            raise
+        except Exception as exc:  # a failing decision stops this task as an incident
+            raise WorkflowTaskException(str(exc), task=my_task, exception=exc) from exc
+        my_task.data[self.result_variable] = value
+        return bool(super(BusinessRuleTaskMixin, self)._run_hook(my_task))
+
+
+# ------------------------------------------------------------------------------------------ multi-instance
+class _CollectionMerge:
+    """Camunda multi-instance over ``camunda:collection``: the variables an instance sets when it completes
+    become instance variables (the last instance to finish wins), as in Camunda. The library only wrote the
+    element variable back into the collection and dropped everything else the user entered."""
+
+    data_output: Any
+    output_item: Any
+
+    def merge_child(self, workflow: Any, child: Any) -> None:
+        if self.data_output is not None and self.output_item is not None:
+            parent = child.parent
+            local = {self.output_item.bpmn_id, self.data_output.bpmn_id}
+            parent.data.update({k: v for k, v in child.data.items()
+                                if k not in local and (k not in parent.data or parent.data[k] != v)})
+        super().merge_child(workflow, child)  # type: ignore[misc]
+
+
+class CaseflowParallelMultiInstance(_CollectionMerge, ParallelMultiInstanceTask):  # type: ignore[misc]
+    pass
+
+
+class CaseflowSequentialMultiInstance(_CollectionMerge, SequentialMultiInstanceTask):  # type: ignore[misc]
+    pass
+
+
+MULTI_INSTANCE_CLASSES: dict[type, type] = {
+    ParallelMultiInstanceTask: CaseflowParallelMultiInstance,
+    SequentialMultiInstanceTask: CaseflowSequentialMultiInstance,
+}

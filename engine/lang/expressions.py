@@ -1480,6 +1480,8 @@ class _Compiler:
         self._lim = evaluator._limits
         self._functions = evaluator._functions
         self._juel = juel
+        # Values of the literal-only subexpressions compiled so far (see _fold).
+        self._literals: dict[_Fn, Any] = {}
 
     def compile(self, node: ast.AST, bound: frozenset[str], depth: int = 0) -> _Fn:
         if depth > _MAX_DEPTH:
@@ -1502,7 +1504,9 @@ class _Compiler:
             raise UnsafeExpressionError(
                 f"integer literal is too large (more than {self._lim.max_int_bits} bits)"
             )
-        return _constant_fn(value)
+        fn = _constant_fn(value)
+        self._literals[fn] = value
+        return fn
 
     def _name(self, node: ast.Name, bound: frozenset[str], depth: int) -> _Fn:
         name = node.id
@@ -1583,12 +1587,29 @@ class _Compiler:
                     return a + b
                 return _op_add(frame.ctx, a, b)
 
-            return add
+            return self._fold(add, op, left, right)
 
         def binary(frame: _Frame) -> Any:
             return op(frame.ctx, left(frame), right(frame))
 
-        return binary
+        return self._fold(binary, op, left, right)
+
+    def _fold(self, fn: _Fn, op: Callable[..., Any], *operands: _Fn) -> _Fn:
+        """Compute arithmetic on literals alone (``9**9**9``, ``'a' * 10**9``) once, under the evaluation
+        limits, so that the deploy-time check refuses a resource bomb instead of leaving it to the first
+        instance that runs it. The compiled function is returned unchanged."""
+        if all(operand in self._literals for operand in operands):
+            values = [self._literals[operand] for operand in operands]
+            try:
+                # A fresh budget per operation: only a bomb by itself is refused, never two branches together.
+                self._literals[fn] = op(_Ctx(self._lim), *values)
+            except UnsafeExpressionError:
+                raise
+            except (RecursionError, MemoryError):
+                raise UnsafeExpressionError("expression is too complex to evaluate") from None
+            except Exception:  # noqa: S110 - other failures (1 / 0) stay errors of the running instance
+                pass
+        return fn
 
     def _unary_op(self, node: ast.UnaryOp, bound: frozenset[str], depth: int) -> _Fn:
         operand = self.compile(node.operand, bound, depth)
@@ -1604,7 +1625,7 @@ class _Compiler:
             def minus(frame: _Frame) -> Any:
                 return -operand(frame)
 
-            return minus
+            return self._fold(minus, lambda _ctx, value: -value, operand)
         if isinstance(op, ast.UAdd):
 
             def plus(frame: _Frame) -> Any:
@@ -1888,6 +1909,8 @@ class _Compiler:
         def make_list(frame: _Frame) -> Any:
             return frame.ctx.check_new(build(frame))
 
+        if all(isinstance(e, ast.Constant) for e in node.elts):
+            self._literals[make_list] = [e.value for e in node.elts]  # type: ignore[attr-defined]
         return make_list
 
     def _tuple(self, node: ast.Tuple, bound: frozenset[str], depth: int) -> _Fn:
@@ -1896,6 +1919,8 @@ class _Compiler:
         def make_tuple(frame: _Frame) -> Any:
             return frame.ctx.check_new(tuple(build(frame)))
 
+        if all(isinstance(e, ast.Constant) for e in node.elts):
+            self._literals[make_tuple] = tuple(e.value for e in node.elts)  # type: ignore[attr-defined]
         return make_tuple
 
     def _set(self, node: ast.Set, bound: frozenset[str], depth: int) -> _Fn:

@@ -15,10 +15,14 @@ from uuid import UUID
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import EventBasedGateway
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
 from engine.definitions.compiler import ProcessModel
 from engine.definitions.specs import (
+    WAIT_FAILED,
     AddressedMessage,
     CaseflowMessageEventDefinition,
     CaseflowTimerMixin,
@@ -100,14 +104,30 @@ class Projection:
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _task_in_traceback(exc: BaseException) -> Any:
+    """The innermost task the library was working on when it failed with a plain Python error (e.g. a
+    TypeError from a multi-instance collection that is None), so that the incident names the element."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        candidate = tb.tb_frame.f_locals.get("my_task")
+        if isinstance(candidate, Task):
+            found = candidate
+        tb = tb.tb_next
+    return found
+
+
 def _task_error(exc: BaseException, workflow: Any) -> IncidentRaised:
     task = getattr(exc, "task", None)
     if task is None:
         failed = workflow.get_tasks(state=TaskState.ERROR)
-        task = failed[0] if failed else None
+        task = failed[0] if failed else _task_in_traceback(exc)
     element_id = task.task_spec.bpmn_id if task is not None else None
     cause = getattr(exc, "exception", None) or exc.__cause__ or exc.__context__
     message = str(exc)
+    if isinstance(exc, SpiffWorkflowException):
+        # Its str() always appends ". " and the notes; keep the message itself clean.
+        message = ". ".join(str(part) for part in [*exc.args[:1], *exc.notes] if str(part))
     if cause is not None and str(cause) and str(cause) not in message:
         message = f"{message}: {type(cause).__name__}: {cause}"
     if not message:
@@ -124,8 +144,12 @@ class Runtime:
         self._script_engine = SafeScriptEngine(clock, timezone)
 
     # -------------------------------------------------------------------------------------- lifecycle
-    def new(self, model: ProcessModel, variables: dict[str, Any]) -> Any:
+    def new(self, model: ProcessModel, variables: dict[str, Any], initiator: str | None = None) -> Any:
         workflow = BpmnWorkflow(model.spec, model.subprocess_specs, script_engine=self._script_engine)
+        for start_event in model.spec.start.outputs:
+            name = getattr(start_event, "initiator", None)
+            if name and name not in variables:
+                variables = {**variables, name: initiator}
         start = workflow.get_tasks(state=TaskState.READY)
         for task in start:
             task.set_data(**variables)
@@ -208,8 +232,28 @@ class Runtime:
             if task_id is None or str(task.id) == task_id:
                 if variables:
                     task.set_data(**variables)
+                if task.internal_data.pop(WAIT_FAILED, False):
+                    self._rearm(workflow, task, variables)
+                    continue
                 task._set_state(TaskState.READY)
         self.run(workflow)
+
+    def _rearm(self, workflow: Any, task: Any, variables: dict[str, Any]) -> None:
+        """A catching event that failed while arming its wait (a timer value that is no valid time) waits
+        again; running it would skip the wait. It re-reads its parent's data when updated, so the fix goes
+        there too."""
+        parent = task.parent
+        if variables and parent is not None:
+            parent.set_data(**variables)
+        task._set_state(TaskState.FUTURE)
+        try:
+            task.task_spec._update(task)
+            # Siblings the failure kept from being updated (e.g. later boundary events of the same activity).
+            for sibling in parent.children if parent is not None else []:
+                if sibling is not task and sibling.state == TaskState.FUTURE:
+                    sibling.task_spec._update(sibling)
+        except Exception as exc:
+            raise _task_error(exc, workflow) from exc
 
     def cancel(self, workflow: Any) -> None:
         workflow.cancel()
@@ -228,6 +272,18 @@ class Runtime:
                     source_element=getattr(event, "source_element", None),
                 ))
         return out
+
+    def waits_for_messages(self, workflow: Any) -> bool:
+        """Cheap check before a full projection: does any waiting event catch a message?"""
+        for task in workflow.event_manager.tasks.values():
+            definition = getattr(task.task_spec, "event_definition", None)
+            if isinstance(definition, CaseflowMessageEventDefinition):
+                return True
+            if isinstance(definition, MultipleEventDefinition) and any(
+                isinstance(d, CaseflowMessageEventDefinition) for d in definition.event_definitions
+            ):
+                return True
+        return False
 
     def variables(self, workflow: Any) -> dict[str, Any]:
         task = workflow.last_task
@@ -248,7 +304,13 @@ class Runtime:
             if task.state in (TaskState.READY, TaskState.STARTED, TaskState.WAITING, TaskState.ERROR):
                 projection.active_elements.append(element_id)
             if task.state == TaskState.READY and isinstance(spec, CaseflowUserTask):
-                projection.user_tasks.append(self._user_task(task))
+                try:
+                    projection.user_tasks.append(self._user_task(task))
+                except Exception as exc:  # e.g. camunda:assignee="${nobody_set_this}"
+                    # The task cannot be offered to anyone: it fails (an incident); a retry with the missing
+                    # variables makes it READY again and evaluates its assignment anew.
+                    task.error()
+                    raise _task_error(exc, workflow) from exc
             elif task.state == TaskState.READY and spec.manual:
                 projection.user_tasks.append(self._plain_manual_task(task))
             elif task.state == TaskState.STARTED and isinstance(spec, ExternalServiceTask):
@@ -258,20 +320,26 @@ class Runtime:
         return projection
 
     def _waits(self, task: Any, projection: Projection) -> None:
-        definition = task.task_spec.event_definition
+        spec = task.task_spec
+        definition = spec.event_definition
         items = definition.event_definitions if isinstance(definition, MultipleEventDefinition) else [definition]
-        for item in items:
+        for index, item in enumerate(items):
+            # An event-based gateway waits for its catch events itself (the library moves their definitions
+            # onto the gateway, in the order of its outgoing flows): report the catch event the wait is for.
+            element_id = spec.bpmn_id
+            if isinstance(spec, EventBasedGateway) and index < len(spec.outputs):
+                element_id = getattr(spec.outputs[index], "bpmn_id", None) or element_id
             if isinstance(item, CaseflowMessageEventDefinition):
                 expected = item.expected_correlation(task)
                 matchable = not any(is_unresolved(v) for v in expected.values())
                 projection.subscriptions.append(SubscriptionView(
-                    str(task.id), task.task_spec.bpmn_id, item.name,
+                    str(task.id), element_id, item.name,
                     {k: v for k, v in expected.items() if not is_unresolved(v)}, matchable,
                 ))
             elif isinstance(item, CaseflowTimerMixin):
                 due = item.due_at(task)
                 if due is not None and not task.internal_data.get(f"timer:{item.name}:fired"):
-                    projection.timers.append(TimerView(str(task.id), task.task_spec.bpmn_id, due))
+                    projection.timers.append(TimerView(str(task.id), element_id, due))
 
     def _evaluate(self, task: Any, text: str) -> Any:
         return self._script_engine.evaluate(task, text)

@@ -3,13 +3,14 @@
 The library's documents embed the full spec in every save; caseflow stores only the instance state and
 rebuilds the workflow on the cached spec of its definition. Task data is encoded so that what goes in comes
 back: ``date``, ``datetime``, ``Decimal``, ``tuple`` and ``set`` keep their types, and a user's dict that happens
-to have a ``"typename"`` key is escaped instead of crashing the load.
+to have a ``"typename"`` key is escaped instead of crashing the load. So do what scripts can make besides:
+``timedelta``, ``range`` and dicts with non-string keys.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -40,6 +41,7 @@ from engine.definitions.specs import (
 
 FORMAT = "caseflow-1/spiff-1.5"
 _ESCAPED = "caseflow.dict"
+_PAIRS = "caseflow.pairs"
 
 
 def encode_data(value: Any) -> Any:
@@ -48,6 +50,9 @@ def encode_data(value: Any) -> Any:
     if kind is str or kind is int or kind is float or kind is bool or value is None:
         return value
     if kind is dict:
+        if any(type(k) is not str for k in value):
+            # JSON object keys are strings: 1 would come back as "1", a tuple key would not encode at all.
+            return {"typename": _PAIRS, "items": [[encode_data(k), encode_data(v)] for k, v in value.items()]}
         items = {k: encode_data(v) for k, v in value.items()}
         if "typename" in value:
             return {"typename": _ESCAPED, "items": items}
@@ -64,6 +69,11 @@ def encode_data(value: Any) -> Any:
         return {"typename": "date", "value": value.isoformat()}
     if kind is Decimal:
         return {"typename": "Decimal", "value": str(value)}
+    if kind is timedelta:
+        return {"typename": "timedelta", "days": value.days, "seconds": value.seconds,
+                "microseconds": value.microseconds}
+    if kind is range:
+        return {"typename": "range", "start": value.start, "stop": value.stop, "step": value.step}
     raise TypeError(f"a variable of type {kind.__name__} cannot be stored")
 
 
@@ -150,6 +160,8 @@ def _registry() -> Any:
     registry.convert_from_dict["tuple"] = lambda v: tuple(restore(v["items"]))
     registry.convert_from_dict["set"] = lambda v: set(restore(v["items"]))
     registry.convert_from_dict[_ESCAPED] = lambda v: {k: restore(x) for k, x in v["items"].items()}
+    registry.convert_from_dict[_PAIRS] = lambda v: {restore(k): restore(x) for k, x in v["items"]}
+    registry.convert_from_dict["range"] = lambda v: range(v["start"], v["stop"], v["step"])
     return registry
 
 
