@@ -498,8 +498,14 @@ class Engine:
                                              element_id=error.element_id,
                                              details={"error_type": error.error_type, "message": error.message}))
         rows, seq, head = audit.build_rows(row.id, row.audit_seq, row.audit_head, outcome.audit)
+        # Jobs whose worker gave up keep the instance in incident until they are retried or completed.
+        waiting_jobs = {j.task_id for j in projection.jobs}
+        failed_jobs = [j for j in (row.waits or {}).get("failed_jobs", []) if j in waiting_jobs]
+        if failed_jobs and state == "running":
+            state = "incident"
         waits = {"subs": len(projection.subscriptions), "timers": len(projection.timers),
-                 "jobs": len(projection.jobs), "tasks": [t.id for t in projection.user_tasks]}
+                 "jobs": len(projection.jobs), "tasks": [t.id for t in projection.user_tasks],
+                 "failed_jobs": failed_jobs}
         values = {
             "state": state, "revision": row.revision + 1, "snapshot": snapshot, "variables": variables_json,
             "active_elements": sorted(set(projection.active_elements)), "waits": waits, "audit_seq": seq,
@@ -929,6 +935,9 @@ class Engine:
                 raise TaskNotOpen(f"job '{job_id}' is no longer waiting", job_id=job_id) from None
             except IncidentRaised as exc:
                 error = exc
+            conn.execute(update(incident).where(incident.c.task_id == job_id, incident.c.state == "open",
+                                                incident.c.error_type == "JobFailed")
+                         .values(state="resolved", resolved_at=self.now()))
             result = self._save(conn, loaded, outcome, error)
         self._notify()
         return result
@@ -952,8 +961,14 @@ class Engine:
                 conn.execute(insert(incident).values(
                     id=incident_id, instance_id=jrow.instance_id, task_id=job_id, element_id=jrow.element_id,
                     error_type="JobFailed", message=error_message[:4000], state="open", created_at=self.now()))
-                conn.execute(update(process_instance).where(process_instance.c.id == irow.id)
-                             .values(state="incident"))
+                waits = dict(irow.waits or {})
+                waits["failed_jobs"] = sorted({*waits.get("failed_jobs", []), job_id})
+                changed = conn.execute(update(process_instance).where(
+                    process_instance.c.id == irow.id, process_instance.c.revision == irow.revision)
+                    .values(state="incident", waits=waits, revision=irow.revision + 1)).rowcount
+                if changed != 1:
+                    raise ConcurrentModification(f"process instance '{irow.id}' changed at the same time; retry",
+                                                 instance_id=irow.id)
             self._append_instance_audit(conn, irow.id, irow.audit_seq, irow.audit_head, entries)
         return {"id": job_id, "retries": max(left, 0), "incident_id": incident_id}
 
@@ -1007,8 +1022,13 @@ class Engine:
                 self._append_instance_audit(conn, irow.id, irow.audit_seq, irow.audit_head, [
                     audit.Entry("retry", actor, self.now(), task_id=inc.task_id, element_id=inc.element_id,
                                 details={"incident_id": incident_id})])
-                conn.execute(update(process_instance).where(process_instance.c.id == irow.id)
-                             .values(state="running"))
+                waits = dict(irow.waits or {})
+                waits["failed_jobs"] = [j for j in waits.get("failed_jobs", []) if j != inc.task_id]
+                others = conn.execute(select(func.count()).select_from(incident).where(
+                    incident.c.instance_id == irow.id, incident.c.state == "open")).scalar()
+                conn.execute(update(process_instance).where(process_instance.c.id == irow.id).values(
+                    state="incident" if others or waits["failed_jobs"] else "running", waits=waits,
+                    revision=irow.revision + 1))
                 return {"id": incident_id, "state": "resolved", "instance_id": irow.id}
             loaded = self._load(conn, irow)
             outcome = _Outcome(audit=[audit.Entry("retry", actor, self.now(), task_id=inc.task_id,
