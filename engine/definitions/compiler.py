@@ -45,6 +45,7 @@ DMN_NAMESPACES = (
     "https://www.omg.org/spec/DMN/20191111/MODEL/",
     "https://www.omg.org/spec/DMN/20230324/MODEL/",
 )
+_ISO_ATTEMPT = re.compile(r"^(P\d|PT\d|R\d*/|\d{4}-\d{2}-\d{2})", re.IGNORECASE)
 _ELEMENT_REPR = re.compile(r"<Element \{[^}]*\}(\w+) at 0x[0-9a-f]+>")
 # Quartz/Unix cron (5 to 7 fields), as Camunda 7 accepts in timeCycle.
 _CRON = re.compile(r"^[0-9*?/,#LW-]+(\s+[0-9A-Za-z*?/,#LW-]+){4,6}$")
@@ -309,6 +310,11 @@ def _check_timer(timer: Any, check: Callable[[str | None, str], None], lines: _L
             "(2026-03-01T09:00:00+08:00), a duration (PT5M) or a cycle (R/PT5M, R5/2026-03-01T09:00:00Z/P1D)",
             resource=resource, line=line, element_id=element_id)
     if not looks_like_iso8601(text):
+        if _ISO_ATTEMPT.match(text):
+            # 'PT1X' or 'R3/PT' is a mistyped ISO 8601 value, not a variable name to look up at run time.
+            resource, line = lines.locate(element_id)
+            raise InvalidModel(f"timer: '{text}' is not a valid ISO 8601 date, duration or cycle",
+                               resource=resource, line=line, element_id=element_id)
         check(text, "timer")
         return
     try:

@@ -185,3 +185,16 @@ def test_called_process_from_an_earlier_deployment_is_found(sqlite_engine: Engin
     sqlite_engine.deploy([("main.bpmn", main)])
     started = sqlite_engine.start(key="main")
     assert [t["element_id"] for t in started["tasks"]] == ["inner"]
+
+
+@pytest.mark.parametrize("value", ["PT1X", "R3/PT", "P3Q", "2026-02-30"])
+def test_a_mistyped_iso_timer_is_refused_at_deploy(sqlite_engine: Engine, value: str) -> None:
+    body = f"""
+  <bpmn:startEvent id="start"/>
+  <bpmn:intermediateCatchEvent id="wait"><bpmn:timerEventDefinition>
+    <bpmn:timeDuration>{value}</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>
+  <bpmn:endEvent id="end"/>
+  """ + chain("start", "wait", "end")
+    error = _refused(sqlite_engine, process("timed", body))
+    assert error.details["element_id"] == "wait"
+    assert value in error.message
