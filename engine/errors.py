@@ -95,3 +95,10 @@ class InstanceNotRunning(Conflict):
 class Forbidden(CaseflowError):
     status = 403
     code = "forbidden"
+
+
+class Unavailable(CaseflowError):
+    """The database could not be reached; nothing was changed and the request may be repeated."""
+
+    status = 503
+    code = "unavailable"

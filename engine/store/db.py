@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from engine.errors import ConcurrentModification
+from engine.errors import ConcurrentModification, Unavailable
 
 
 def is_sqlite(url: str) -> bool:
@@ -56,7 +56,9 @@ def create_db_engine(url: str, *, pool_size: int = 10, schema: str | None = None
     connect_args: dict[str, Any] = {}
     if schema:
         connect_args["options"] = f"-csearch_path={schema}"
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+    # No pre-ping: it would cost a round trip per command. A connection that died with the server is detected
+    # by the command that meets it (503, nothing changed) and the pool replaces it.
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600,
                          connect_args=connect_args)
 
 
@@ -66,19 +68,29 @@ def unit_of_work(engine: Engine) -> Iterator[Connection]:
     try:
         with engine.begin() as conn:
             yield conn
-    except OperationalError as exc:
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            # The pool drops the dead connection; the transaction never committed.
+            raise Unavailable("the database connection was lost; nothing was changed, retry") from None
         text = str(exc.orig) if exc.orig is not None else str(exc)
-        if "locked" in text or "could not obtain lock" in text or "deadlock" in text:
+        if isinstance(exc, OperationalError) and (
+            "locked" in text or "could not obtain lock" in text or "deadlock" in text
+        ):
             raise ConcurrentModification("another command is changing the same data; retry") from None
         raise
 
 
 @contextmanager
 def read_only(engine: Engine) -> Iterator[Connection]:
-    with engine.connect() as conn:
-        conn.info["write"] = False
-        try:
-            with conn.begin():
-                yield conn
-        finally:
-            conn.info["write"] = True
+    try:
+        with engine.connect() as conn:
+            conn.info["write"] = False
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info["write"] = True
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise Unavailable("the database connection was lost; retry") from None
+        raise
