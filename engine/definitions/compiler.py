@@ -26,6 +26,7 @@ from SpiffWorkflow.bpmn.specs.mixins.parallel_gateway import ParallelGateway
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity, SubWorkflowTask
 from SpiffWorkflow.specs.MultiChoice import MultiChoice
 
+from engine.definitions.mappings import CaseflowCallActivity, LocalVariablesMixin
 from engine.definitions.parser import CaseflowParser
 from engine.definitions.specs import (
     AssignmentScriptTask,
@@ -284,6 +285,16 @@ def _check_task_spec(task_spec: Any, lines: _Lines, checkers: Checkers) -> None:
             value = getattr(task_spec.assignment, attr)
             if value and ("${" in value or "#{" in value):
                 check(value, attr.replace("_", " "))
+    if isinstance(task_spec, CaseflowCallActivity):
+        for direction, mappings in (("in", task_spec.in_mappings), ("out", task_spec.out_mappings)):
+            for mapping in mappings or ():
+                check(mapping.expression, mapping.describe(direction))
+    if isinstance(task_spec, LocalVariablesMixin):
+        for kind, parameters in (("inputParameter", task_spec.input_parameters),
+                                 ("outputParameter", task_spec.output_parameters)):
+            for parameter in parameters:
+                for text in parameter.value.expressions():
+                    check(text, f"camunda:{kind} '{parameter.name}'")
     definition = getattr(task_spec, "event_definition", None)
     definitions = (
         list(definition.event_definitions) if isinstance(definition, MultipleEventDefinition) else [definition]

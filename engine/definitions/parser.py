@@ -10,7 +10,7 @@ parser ignores (``camunda:candidateGroups``, ``candidateUsers``, ``assignee``, `
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NoReturn
 
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.event_parsers import (
@@ -24,6 +24,7 @@ from SpiffWorkflow.bpmn.parser.event_parsers import (
     SendTaskParser,
     StartEventParser,
 )
+from SpiffWorkflow.bpmn.parser.task_parsers import SubprocessParser
 from SpiffWorkflow.bpmn.parser.TaskParser import TaskParser
 from SpiffWorkflow.bpmn.parser.util import first, full_tag
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
@@ -39,8 +40,20 @@ from SpiffWorkflow.bpmn.specs.defaults import (
 from SpiffWorkflow.bpmn.specs.event_definitions.message import CorrelationProperty
 from SpiffWorkflow.camunda.parser.CamundaParser import NSMAP as CAMUNDA_NSMAP
 from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
-from SpiffWorkflow.camunda.parser.task_spec import BusinessRuleTaskParser, CamundaTaskParser, UserTaskParser
+from SpiffWorkflow.camunda.parser.task_spec import (
+    BusinessRuleTaskParser,
+    CallActivityParser,
+    CamundaTaskParser,
+    UserTaskParser,
+)
 
+from engine.definitions.mappings import (
+    LOCAL_VARIABLE_CLASSES,
+    CaseflowCallActivity,
+    Parameter,
+    ParameterValue,
+    VariableMapping,
+)
 from engine.definitions.specs import (
     MAP_DECISION_RESULTS,
     MULTI_INSTANCE_CLASSES,
@@ -235,8 +248,9 @@ class _UserTaskParser(_CamundaLoopMixin, UserTaskParser):  # type: ignore[misc]
             form_key=_ext(node, "formKey"),
             priority=priority,
         )
-        return self.spec_class(self.spec, self.bpmn_id, form=form, assignment=assignment,
+        task = self.spec_class(self.spec, self.bpmn_id, form=form, assignment=assignment,
                                **self.bpmn_attributes)
+        return _with_local_variables(self, task)
 
 
 class _ServiceTaskParser(_CamundaLoopMixin):
@@ -248,7 +262,8 @@ class _ServiceTaskParser(_CamundaLoopMixin):
                 f"service task type '{kind}' is not supported", node=node, file_name=self.filename
             )
         topic = _ext(node, "topic") or _java_topic(node) or self.bpmn_id
-        return self.spec_class(self.spec, self.bpmn_id, topic=topic, **self.bpmn_attributes)
+        task = self.spec_class(self.spec, self.bpmn_id, topic=topic, **self.bpmn_attributes)
+        return _with_local_variables(self, task)
 
 
 _BEAN = re.compile(r"[$#]\{\s*([A-Za-z_][\w.]*)\s*\}")
@@ -266,6 +281,125 @@ def _java_topic(node: Any) -> str | None:
             bean = _BEAN.fullmatch(text.strip())
             return bean.group(1) if bean else None
     return None
+
+
+class _CallActivityParser(_CamundaLoopMixin, CallActivityParser):  # type: ignore[misc]
+    """Reads ``camunda:in`` / ``camunda:out`` (semantics in :mod:`engine.definitions.mappings`)."""
+
+    def create_task(self) -> Any:
+        subworkflow_spec = SubprocessParser.get_call_activity_spec(self)
+        ins, outs = self._mappings("in"), self._mappings("out")
+        if ins is not None or outs is not None:
+            # As in Camunda 7: once a call activity maps variables, each direction carries only what it maps
+            # (a confidential clue neither leaks into the called process nor comes back unasked).
+            ins, outs = ins or (), outs or ()
+        return self.spec_class(self.spec, self.bpmn_id, subworkflow_spec=subworkflow_spec,
+                               in_mappings=ins, out_mappings=outs, **self.bpmn_attributes)
+
+    def _mappings(self, direction: str) -> tuple[VariableMapping, ...] | None:
+        nodes = self.xpath(f"./bpmn:extensionElements/camunda:{direction}")
+        if not nodes:
+            return None  # nothing declared: every variable flows (the library's behaviour)
+        found = (self._mapping(node, direction) for node in nodes)
+        return tuple(mapping for mapping in found if mapping is not None)
+
+    def _mapping(self, node: Any, direction: str) -> VariableMapping | None:
+        def refuse(reason: str) -> NoReturn:
+            raise ValidationException(f"camunda:{direction}: {reason}", node=self.node,
+                                      file_name=self.filename)
+
+        def attribute(name: str) -> str | None:
+            return (node.get(name) or "").strip() or None
+
+        variables, target = attribute("variables"), attribute("target")
+        source, expression = attribute("source"), attribute("sourceExpression")
+        if variables is not None:
+            if variables != "all":
+                refuse(f'variables="{variables}" is not supported; write variables="all"')
+            if source or expression or target:
+                refuse('variables="all" takes no source, sourceExpression or target')
+            return VariableMapping(all=True)
+        if node.get("businessKey") is not None and not (source or expression or target):
+            if direction == "out":
+                refuse("businessKey can only be passed in")
+            # The called process runs inside the caller's instance and already shares its business key.
+            return None
+        if source and expression:
+            refuse(f"'{target}' has both source and sourceExpression; give one")
+        if not (source or expression):
+            refuse('needs source, sourceExpression or variables="all"')
+        if not target or not target.isidentifier():
+            refuse(f"target '{target or ''}' is not a variable name")
+        if source and not source.isidentifier():
+            refuse(f"source '{source}' is not a variable name; use sourceExpression for an expression")
+        return VariableMapping(target=target, source=source, expression=expression)
+
+
+def _with_local_variables(parser: Any, task: Any) -> Any:
+    """``camunda:inputOutput`` of the element itself (one inside ``camunda:connector`` belongs to the
+    connector, which never runs here): the task gets the same spec with local variables."""
+    inputs: list[Parameter] = []
+    outputs: list[Parameter] = []
+    for io in parser.xpath("./bpmn:extensionElements/camunda:inputOutput"):
+        for node in io:
+            if not isinstance(node.tag, str) or etree.QName(node).namespace != CAMUNDA_NS:
+                continue
+            kind = etree.QName(node).localname
+            if kind not in ("inputParameter", "outputParameter"):
+                continue
+            what = f"camunda:{kind}"
+            name = (node.get("name") or "").strip()
+            if not name.isidentifier():
+                raise ValidationException(f"{what} name '{name}' is not a variable name", node=parser.node,
+                                          file_name=parser.filename)
+            parameter = Parameter(name, _parameter_content(parser, node, f"{what} '{name}'"))
+            (inputs if kind == "inputParameter" else outputs).append(parameter)
+    if not inputs and not outputs:
+        return task
+    task.__class__ = LOCAL_VARIABLE_CLASSES[type(task)]
+    task.input_parameters = tuple(inputs)
+    task.output_parameters = tuple(outputs)
+    return task
+
+
+def _parameter_content(parser: Any, node: Any, what: str) -> ParameterValue:
+    """Text (an expression if it holds ``${`` or ``#{``), empty (None) or one list, map or script."""
+    children = [child for child in node if isinstance(child.tag, str)]
+    if not children:
+        text = (node.text or "").strip()
+        if not text:
+            return ParameterValue("null")
+        return ParameterValue("expression" if "${" in text or "#{" in text else "text", text)
+    if len(children) > 1:
+        raise ValidationException(f"{what} holds more than one value", node=parser.node,
+                                  file_name=parser.filename)
+    return _parameter_structure(parser, children[0], what)
+
+
+def _parameter_structure(parser: Any, node: Any, what: str) -> ParameterValue:
+    kind = etree.QName(node).localname if etree.QName(node).namespace == CAMUNDA_NS else None
+    items: list[tuple[str | None, ParameterValue]] = []
+    if kind == "list":
+        for item in node:
+            if not isinstance(item.tag, str):
+                continue
+            if etree.QName(item).localname == "value":
+                items.append((None, _parameter_content(parser, item, what)))
+            else:
+                items.append((None, _parameter_structure(parser, item, what)))
+        return ParameterValue("list", items=tuple(items))
+    if kind == "map":
+        for entry in node:
+            if isinstance(entry.tag, str):
+                items.append(((entry.get("key") or "").strip(), _parameter_content(parser, entry, what)))
+        return ParameterValue("map", items=tuple(items))
+    if kind == "script":
+        script_format = (node.get("scriptFormat") or "").strip()
+        raise ValidationException(
+            f"{what}: camunda:script (script format '{script_format}') is not supported: caseflow evaluates "
+            "only safe expressions; write the value as ${...}", node=parser.node, file_name=parser.filename)
+    raise ValidationException(f"{what}: <{etree.QName(node).localname}> is not a value caseflow understands",
+                              node=parser.node, file_name=parser.filename)
 
 
 class _ScriptTaskParser(TaskParser):  # type: ignore[misc]
@@ -316,6 +450,7 @@ class CaseflowParser(CamundaParser):  # type: ignore[misc]
         full_tag("serviceTask"): (_ServiceTaskParser, ExternalServiceTask),
         full_tag("scriptTask"): (_ScriptTaskParser, AssignmentScriptTask),
         full_tag("businessRuleTask"): (_BusinessRuleTaskParser, CaseflowBusinessRuleTask),
+        full_tag("callActivity"): (_CallActivityParser, CaseflowCallActivity),
         full_tag("startEvent"): (_StartEventParser, StartEvent),
         full_tag("endEvent"): (_EndEventParser, EndEvent),
         full_tag("intermediateCatchEvent"): (_CatchEventParser, IntermediateCatchEvent),

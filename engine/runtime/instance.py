@@ -207,7 +207,10 @@ class Runtime:
         if task is None or task.state != TaskState.STARTED or not isinstance(task.task_spec, ExternalServiceTask):
             raise LookupError(task_id)
         task.set_data(**variables)
-        task.complete()
+        try:
+            task.complete()
+        except Exception as exc:  # completion hooks (e.g. output parameters) fail as an incident
+            raise _task_error(exc, workflow) from exc
         self.run(workflow)
 
     def deliver(self, workflow: Any, task_ids: Iterable[str], name: str, payload: dict[str, Any],
