@@ -103,7 +103,7 @@ def concurrent(engine: Engine, cycles: int, clients: int) -> float:
         try:
             for i in range(per_client):
                 cycle(engine, offset + i)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=client, args=(k * per_client,)) for k in range(clients)]
@@ -132,8 +132,10 @@ def processes(url: str, schema: str | None, cycles: int, workers: int, clients: 
     ctx = mp.get_context("spawn")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     per_process = max(clients, cycles // workers)
-    procs = [ctx.Process(target=_process, args=(url, schema, per_process, clients, ready, go, out))
-             for _ in range(workers)]
+    procs = [
+        ctx.Process(target=_process, args=(url, schema, per_process, clients, ready, go, out))
+        for _ in range(workers)
+    ]
     for p in procs:
         p.start()
     for _ in procs:
@@ -177,7 +179,7 @@ def database(url: str) -> Iterator[tuple[Engine, str | None]]:
 def measure(label: str, results: dict[str, float], key: str, fn: Callable[[], float]) -> None:
     try:
         results[key] = fn()
-    except Exception as exc:  # noqa: BLE001 - say what was left out and why
+    except Exception as exc:
         print(f"{label}: not measured ({exc.__class__.__name__}: {exc})")
 
 
@@ -186,8 +188,10 @@ def main() -> None:
     ap.add_argument("--cycles", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=4, help="concurrent clients of one engine process")
     ap.add_argument("--workers", type=int, default=2, help="engine processes on one PostgreSQL (0 to skip)")
-    ap.add_argument("--pg", default=os.environ.get("CASEFLOW_BENCH_PG",
-                                                    "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    ap.add_argument(
+        "--pg",
+        default=os.environ.get("CASEFLOW_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+    )
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     n = args.cycles
@@ -200,12 +204,20 @@ def main() -> None:
     try:
         with database(args.pg) as (engine, schema):
             r["postgresql_sequential"], r["postgresql_p50_ms"] = sequential(engine, n)
-            measure("PostgreSQL, concurrent clients", r, "postgresql_one_process",
-                    lambda: concurrent(engine, n, args.clients))
+            measure(
+                "PostgreSQL, concurrent clients",
+                r,
+                "postgresql_one_process",
+                lambda: concurrent(engine, n, args.clients),
+            )
             if args.workers > 1:
-                measure("PostgreSQL, several processes", r, "postgresql_processes",
-                        lambda: processes(args.pg, schema, n, args.workers, args.clients))
-    except Exception as exc:  # noqa: BLE001
+                measure(
+                    "PostgreSQL, several processes",
+                    r,
+                    "postgresql_processes",
+                    lambda: processes(args.pg, schema, n, args.workers, args.clients),
+                )
+    except Exception as exc:
         print(f"PostgreSQL: not measured ({exc.__class__.__name__}: {exc})")
 
     base, base_ser = r["bare_in_memory"], r["bare_with_serialization"]
@@ -216,14 +228,19 @@ def main() -> None:
         ("sqlite_sequential", "caseflow SQLite, one client", "sqlite_p50_ms"),
         ("postgresql_sequential", "caseflow PostgreSQL, one client", "postgresql_p50_ms"),
         ("postgresql_one_process", f"caseflow PostgreSQL, one engine process, {args.clients} clients", None),
-        ("postgresql_processes",
-         f"caseflow PostgreSQL, {args.workers} engine processes x {args.clients} clients", None),
+        (
+            "postgresql_processes",
+            f"caseflow PostgreSQL, {args.workers} engine processes x {args.clients} clients",
+            None,
+        ),
     ]
     for key, label, p50 in rows:
         if key in r:
             extra = f", p50 {r[p50]:.2f} ms/cycle" if p50 else ""
-            print(f"  {label:58s} {r[key]:8.1f}   {r[key] / base:6.1%} of in memory, "
-                  f"{r[key] / base_ser:6.1%} of saving state{extra}")
+            print(
+                f"  {label:58s} {r[key]:8.1f}   {r[key] / base:6.1%} of in memory, "
+                f"{r[key] / base_ser:6.1%} of saving state{extra}"
+            )
     for key in ("postgresql_sequential", "postgresql_one_process", "postgresql_processes"):
         if key in r:
             for label, ref in (("bare in memory", base), ("bare saving its state", base_ser)):

@@ -29,10 +29,16 @@ class Application:
 def build(settings: Settings, clock: Clock = system_clock, *, schema: str | None = None) -> Application:
     db = create_db_engine(settings.database_url, schema=schema)
     migrate(db)
-    engine = Engine(db, clock, EngineConfig(
-        timezone=settings.tz, max_model_bytes=settings.max_model_bytes,
-        default_message_ttl=settings.message_ttl_seconds, job_retries=settings.job_retries,
-    ))
+    engine = Engine(
+        db,
+        clock,
+        EngineConfig(
+            timezone=settings.tz,
+            max_model_bytes=settings.max_model_bytes,
+            default_message_ttl=settings.message_ttl_seconds,
+            job_retries=settings.job_retries,
+        ),
+    )
     transport = LocalTransport()
     transport.subscribe(engine.receive)
     scheduler = Scheduler(engine, transport.publish, settings.scheduler_interval_ms / 1000)
@@ -45,14 +51,17 @@ def deploy_directory(engine: Engine, directory: str | Path, actor: str = "system
     results: list[dict[str, Any]] = []
     if not path.is_dir():
         return results
-    files = sorted(p for p in path.iterdir() if p.suffix in (".bpmn", ".dmn") or p.name.endswith(".bpmn20.xml"))
+    files = sorted(
+        p for p in path.iterdir() if p.suffix in (".bpmn", ".dmn") or p.name.endswith(".bpmn20.xml")
+    )
     dmn = [(p.name, p.read_bytes()) for p in files if p.suffix == ".dmn"]
     for p in files:
         if p.suffix == ".dmn":
             continue
         try:
-            results.append(engine.deploy([(p.name, p.read_bytes()), *dmn], name=p.stem, source="bpmn/",
-                                         actor=actor))
+            results.append(
+                engine.deploy([(p.name, p.read_bytes()), *dmn], name=p.stem, source="bpmn/", actor=actor)
+            )
         except InvalidModel as exc:
             log.error("bundled model %s was not deployed: %s", p.name, exc.message)
     return results

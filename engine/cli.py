@@ -50,8 +50,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             logging.info("deployed %s", definition["id"])
     app.scheduler.start()
     api = create_app(app.engine)
-    print(f"caseflow is serving on http://{args.host}:{args.port} (API docs at /docs, database "
-          f"{settings.database_url})", flush=True)
+    print(
+        f"caseflow is serving on http://{args.host}:{args.port} (API docs at /docs, database "
+        f"{settings.database_url})",
+        flush=True,
+    )
     try:
         uvicorn.run(api, host=args.host, port=args.port, log_level="info")
     finally:
@@ -85,8 +88,14 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
     app = _app(settings)
-    _print(app.engine.start(key=args.key, business_key=args.business_key,
-                            variables=_variables(args.variables), actor=args.user))
+    _print(
+        app.engine.start(
+            key=args.key,
+            business_key=args.business_key,
+            variables=_variables(args.variables),
+            actor=args.user,
+        )
+    )
     return 0
 
 
@@ -106,8 +115,14 @@ def cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
 
     app = _app(settings)
     with read_only(app.engine.db) as conn:
-        _print(queries.tasks(conn, candidate_group=args.candidate_group, assignee=args.assignee,
-                             instance_id=args.instance_id))
+        _print(
+            queries.tasks(
+                conn,
+                candidate_group=args.candidate_group,
+                assignee=args.assignee,
+                instance_id=args.instance_id,
+            )
+        )
     return 0
 
 
@@ -122,10 +137,17 @@ def cmd_complete(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_correlate(args: argparse.Namespace, settings: Settings) -> int:
-    _print(_app(settings).engine.correlate(args.name, business_key=args.business_key,
-                                           correlation_keys=_variables(args.keys, "--keys"),
-                                           variables=_variables(args.variables), message_id=args.message_id,
-                                           ttl_seconds=args.ttl, actor=args.user))
+    _print(
+        _app(settings).engine.correlate(
+            args.name,
+            business_key=args.business_key,
+            correlation_keys=_variables(args.keys, "--keys"),
+            variables=_variables(args.variables),
+            message_id=args.message_id,
+            ttl_seconds=args.ttl,
+            actor=args.user,
+        )
+    )
     return 0
 
 
@@ -141,8 +163,11 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="caseflow", description="caseflow: BPMN engine for inter-agency case "
-                                "transfer. Configuration comes from CASEFLOW_* environment variables.")
+    p = argparse.ArgumentParser(
+        prog="caseflow",
+        description="caseflow: BPMN engine for inter-agency case "
+        "transfer. Configuration comes from CASEFLOW_* environment variables.",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
@@ -188,8 +213,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--user")
     a = add("audit", "audit trail tools", lambda *_: 2)
     asub = a.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    v = asub.add_parser("verify", help="recompute the hash chains; exit 1 if a record was edited or removed",
-                        description="recompute the hash chains; exit 1 if a record was edited or removed")
+    v = asub.add_parser(
+        "verify",
+        help="recompute the hash chains; exit 1 if a record was edited or removed",
+        description="recompute the hash chains; exit 1 if a record was edited or removed",
+    )
     v.add_argument("--instance-id")
     v.set_defaults(func=cmd_audit_verify)
     return p

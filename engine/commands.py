@@ -76,8 +76,9 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def validate_variables(variables: Any, what: str = "variables", *,
-                       identifiers: bool = True) -> dict[str, Any]:
+def validate_variables(
+    variables: Any, what: str = "variables", *, identifiers: bool = True
+) -> dict[str, Any]:
     """Variables are a JSON object with identifier names; anything else is a clear 422."""
     if variables is None:
         return {}
@@ -87,7 +88,9 @@ def validate_variables(variables: Any, what: str = "variables", *,
         if not isinstance(name, str) or (identifiers and not _VAR_NAME.match(name)):
             raise InvalidVariables(
                 f"variable name {name!r} is not allowed: use letters, digits and '_' and do not start with "
-                "'_' or a digit", field=f"{what}.{name}")
+                "'_' or a digit",
+                field=f"{what}.{name}",
+            )
     if _nesting_depth(variables) > MAX_VARIABLES_DEPTH:
         raise InvalidVariables(f"{what} are nested more than {MAX_VARIABLES_DEPTH} levels deep", field=what)
     try:
@@ -192,31 +195,54 @@ class _Outcome:
 
 # Statements whose success decides a race say so with RETURNING (a row or none), which also holds when
 # PostgreSQL runs the transaction in pipeline mode, where a row count is not known until the end.
-_UPDATE_INSTANCE = update(process_instance).where(
-    process_instance.c.id == bindparam("b_id"), process_instance.c.revision == bindparam("b_revision")
-).returning(process_instance.c.id)
+_UPDATE_INSTANCE = (
+    update(process_instance)
+    .where(process_instance.c.id == bindparam("b_id"), process_instance.c.revision == bindparam("b_revision"))
+    .returning(process_instance.c.id)
+)
 _END_TASK = update(task).where(task.c.id == bindparam("b_id"))
-_CLAIM_TASK = update(task).where(
-    task.c.id == bindparam("b_id"), task.c.state == "open",
-    or_(task.c.assignee.is_(None), task.c.assignee == bindparam("b_user"))).returning(task.c.id)
-_APPEND_AUDIT = update(process_instance).where(
-    process_instance.c.id == bindparam("b_id"), process_instance.c.audit_seq == bindparam("b_seq")
-).returning(process_instance.c.id)
+_CLAIM_TASK = (
+    update(task)
+    .where(
+        task.c.id == bindparam("b_id"),
+        task.c.state == "open",
+        or_(task.c.assignee.is_(None), task.c.assignee == bindparam("b_user")),
+    )
+    .returning(task.c.id)
+)
+_APPEND_AUDIT = (
+    update(process_instance)
+    .where(process_instance.c.id == bindparam("b_id"), process_instance.c.audit_seq == bindparam("b_seq"))
+    .returning(process_instance.c.id)
+)
 _TASK_FOR_ASSIGNMENT = (
-    select(task.c.id, task.c.instance_id, task.c.state, task.c.assignee, task.c.element_id,
-           process_instance.c.state.label("instance_state"), process_instance.c.revision,
-           process_instance.c.audit_seq, process_instance.c.audit_head)
+    select(
+        task.c.id,
+        task.c.instance_id,
+        task.c.state,
+        task.c.assignee,
+        task.c.element_id,
+        process_instance.c.state.label("instance_state"),
+        process_instance.c.revision,
+        process_instance.c.audit_seq,
+        process_instance.c.audit_head,
+    )
     .join(process_instance, process_instance.c.id == task.c.instance_id)
     .where(task.c.id == bindparam("b_id"))
 )
 _LATEST_BY_KEY = (
     select(process_definition.c.id, process_definition.c.key)
     .where(process_definition.c.key == bindparam("b_key"))
-    .order_by(process_definition.c.version.desc()).limit(1)
+    .order_by(process_definition.c.version.desc())
+    .limit(1)
 )
 _TASK_WITH_INSTANCE = (
-    select(task.c.state.label("task_state"), task.c.assignee.label("task_assignee"),
-           task.c.element_id.label("task_element_id"), process_instance)
+    select(
+        task.c.state.label("task_state"),
+        task.c.assignee.label("task_assignee"),
+        task.c.element_id.label("task_element_id"),
+        process_instance,
+    )
     .join(process_instance, process_instance.c.id == task.c.instance_id)
     .where(task.c.id == bindparam("b_id"))
 )
@@ -258,8 +284,14 @@ class Engine:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     # =================================================================================== definitions
-    def deploy(self, files: Sequence[tuple[str, bytes]], *, name: str | None = None, source: str | None = None,
-               actor: str | None = None) -> dict[str, Any]:
+    def deploy(
+        self,
+        files: Sequence[tuple[str, bytes]],
+        *,
+        name: str | None = None,
+        source: str | None = None,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
         if not files:
             raise InvalidModel("a deployment needs at least one BPMN or DMN file")
         names = [n for n, _ in files]
@@ -274,34 +306,54 @@ class Engine:
         hashes = {n: hashlib.sha256(c).hexdigest() for n, c in files}
         with read_only(self.db) as conn:
             libraries = self._libraries_for(conn, files)
-        compiled = compile_resources(files, self.checkers, libraries=[(n, c) for _, n, c in libraries],
-                                     max_bytes=self.config.max_model_bytes)
+        compiled = compile_resources(
+            files,
+            self.checkers,
+            libraries=[(n, c) for _, n, c in libraries],
+            max_bytes=self.config.max_model_bytes,
+        )
         now = self.now()
         with unit_of_work(self.db) as conn:
             latest_by_key: dict[str, Any] = {}
             for r in conn.execute(
-                select(process_definition).where(process_definition.c.key.in_(list(compiled.processes)))
+                select(process_definition)
+                .where(process_definition.c.key.in_(list(compiled.processes)))
                 .order_by(process_definition.c.key, process_definition.c.version.desc())
             ):
                 latest_by_key.setdefault(r.key, r)
-            changed = [k for k, m in compiled.processes.items()
-                       if latest_by_key.get(k) is None or latest_by_key[k].content_hash != hashes[m.resource]]
+            changed = [
+                k
+                for k, m in compiled.processes.items()
+                if latest_by_key.get(k) is None or latest_by_key[k].content_hash != hashes[m.resource]
+            ]
             if compiled.processes and not changed:
                 # Identical content: nothing new is created.
                 first = latest_by_key[next(iter(compiled.processes))]
                 return {
-                    "id": first.deployment_id, "name": name, "created": False,
+                    "id": first.deployment_id,
+                    "name": name,
+                    "created": False,
                     "definitions": [self._definition_dict(latest_by_key[k]) for k in compiled.processes],
                 }
             deployment_id = str(uuid.uuid4())
-            conn.execute(insert(deployment).values(id=deployment_id, name=name, source=source, created_at=now,
-                                                   created_by=actor))
+            conn.execute(
+                insert(deployment).values(
+                    id=deployment_id, name=name, source=source, created_at=now, created_by=actor
+                )
+            )
             resource_ids: dict[str, str] = {}
             for res_name, content in files:
                 rid = str(uuid.uuid4())
                 resource_ids[res_name] = rid
-                conn.execute(insert(resource).values(id=rid, deployment_id=deployment_id, name=res_name,
-                                                     sha256=hashes[res_name], content=content))
+                conn.execute(
+                    insert(resource).values(
+                        id=rid,
+                        deployment_id=deployment_id,
+                        name=res_name,
+                        sha256=hashes[res_name],
+                        content=content,
+                    )
+                )
             all_resource_ids = list(resource_ids.values()) + [rid for rid, _, _ in libraries]
             definitions = []
             for key, model in compiled.processes.items():
@@ -312,29 +364,58 @@ class Engine:
                 version = (previous.version if previous is not None else 0) + 1
                 definition_id = f"{key}:{version}:{deployment_id[:8]}"
                 row = {
-                    "id": definition_id, "key": key, "version": version, "name": model.name,
-                    "deployment_id": deployment_id, "resource_id": resource_ids[model.resource],
-                    "content_hash": hashes[model.resource], "resource_ids": all_resource_ids,
+                    "id": definition_id,
+                    "key": key,
+                    "version": version,
+                    "name": model.name,
+                    "deployment_id": deployment_id,
+                    "resource_id": resource_ids[model.resource],
+                    "content_hash": hashes[model.resource],
+                    "resource_ids": all_resource_ids,
                     "message_starts": list(model.message_starts),
-                    "timer_starts": [t.__dict__ for t in model.timer_starts], "created_at": now,
+                    "timer_starts": [t.__dict__ for t in model.timer_starts],
+                    "created_at": now,
                 }
                 conn.execute(insert(process_definition).values(**row))
                 self.models.put(definition_id, model)
                 definitions.append({"id": definition_id, "key": key, "version": version, "name": model.name})
-                self._schedule_start_timers(conn, definition_id, model, previous.id if previous else None, now)
-            audit.append_system(conn, [audit.Entry("deploy", actor, now, details={
-                "deployment_id": deployment_id, "resources": names,
-                "definitions": [d["id"] for d in definitions]})])
-        return {"id": deployment_id, "name": name, "created": True, "definitions": definitions,
-                "decisions": compiled.decisions}
+                self._schedule_start_timers(
+                    conn, definition_id, model, previous.id if previous else None, now
+                )
+            audit.append_system(
+                conn,
+                [
+                    audit.Entry(
+                        "deploy",
+                        actor,
+                        now,
+                        details={
+                            "deployment_id": deployment_id,
+                            "resources": names,
+                            "definitions": [d["id"] for d in definitions],
+                        },
+                    )
+                ],
+            )
+        return {
+            "id": deployment_id,
+            "name": name,
+            "created": True,
+            "definitions": definitions,
+            "decisions": compiled.decisions,
+        }
 
-    def _libraries_for(self, conn: Connection, files: Sequence[tuple[str, bytes]]) -> list[tuple[str, str, bytes]]:
+    def _libraries_for(
+        self, conn: Connection, files: Sequence[tuple[str, bytes]]
+    ) -> list[tuple[str, str, bytes]]:
         """Latest deployed resources defining processes that the new files call but do not contain."""
         called: set[str] = set()
         defined: set[str] = set()
         for _, content in files:
             called.update(m.decode() for m in re.findall(rb'calledElement="([^"]+)"', content))
-            defined.update(m.decode() for m in re.findall(rb'<(?:\w+:)?process\b[^>]*\bid="([^"]+)"', content))
+            defined.update(
+                m.decode() for m in re.findall(rb'<(?:\w+:)?process\b[^>]*\bid="([^"]+)"', content)
+            )
         missing = called - defined
         out: list[tuple[str, str, bytes]] = []
         seen: set[str] = set()
@@ -342,30 +423,50 @@ class Engine:
             row = conn.execute(
                 select(resource.c.id, resource.c.name, resource.c.content)
                 .join(process_definition, process_definition.c.resource_id == resource.c.id)
-                .where(process_definition.c.key == key).order_by(process_definition.c.version.desc()).limit(1)
+                .where(process_definition.c.key == key)
+                .order_by(process_definition.c.version.desc())
+                .limit(1)
             ).first()
             if row is not None and row.id not in seen:
                 seen.add(row.id)
                 out.append((row.id, f"library:{row.name}", row.content))
         return out
 
-    def _schedule_start_timers(self, conn: Connection, definition_id: str, model: ProcessModel,
-                               previous_id: str | None, now: datetime) -> None:
+    def _schedule_start_timers(
+        self,
+        conn: Connection,
+        definition_id: str,
+        model: ProcessModel,
+        previous_id: str | None,
+        now: datetime,
+    ) -> None:
         if previous_id is not None:
             # A new version replaces the start timers of the previous one (as in Camunda).
             conn.execute(delete(timer).where(timer.c.definition_id == previous_id, timer.c.kind == "start"))
         for start in model.timer_starts:
             text = start.expression.strip()
             if not looks_like_iso8601(text):
-                raise InvalidModel("a timer start event needs a literal ISO 8601 value", element_id=start.element_id)
+                raise InvalidModel(
+                    "a timer start event needs a literal ISO 8601 value", element_id=start.element_id
+                )
             kind = {"timeDate": "date", "timeDuration": "duration", "timeCycle": "cycle"}[start.kind]
             due = resolve_due(kind, text, now, self.config.timezone)  # type: ignore[arg-type]
             cycle = None
             if kind == "cycle":
                 parsed = parse_cycle(text, self.config.timezone)
-                cycle = {"expression": text, "remaining": -1 if parsed.repetitions is None else parsed.repetitions}
-            conn.execute(insert(timer).values(definition_id=definition_id, element_id=start.element_id,
-                                              kind="start", cycle=cycle, due_at=_utc(due)))
+                cycle = {
+                    "expression": text,
+                    "remaining": -1 if parsed.repetitions is None else parsed.repetitions,
+                }
+            conn.execute(
+                insert(timer).values(
+                    definition_id=definition_id,
+                    element_id=start.element_id,
+                    kind="start",
+                    cycle=cycle,
+                    due_at=_utc(due),
+                )
+            )
 
     def _definition_dict(self, row: Any) -> dict[str, Any]:
         return {"id": row.id, "key": row.key, "version": row.version, "name": row.name}
@@ -379,13 +480,17 @@ class Engine:
                 return self.model(definition_id, c)
         row = conn.execute(select(process_definition).where(process_definition.c.id == definition_id)).first()
         if row is None:
-            raise NotFound(f"process definition '{definition_id}' does not exist", definition_id=definition_id)
+            raise NotFound(
+                f"process definition '{definition_id}' does not exist", definition_id=definition_id
+            )
         own = conn.execute(select(resource).where(resource.c.deployment_id == row.deployment_id)).all()
         own_ids = {r.id for r in own}
-        libs = conn.execute(select(resource).where(resource.c.id.in_(
-            [i for i in row.resource_ids if i not in own_ids]))).all()
+        libs = conn.execute(
+            select(resource).where(resource.c.id.in_([i for i in row.resource_ids if i not in own_ids]))
+        ).all()
         compiled: Compiled = compile_resources(
-            [(r.name, r.content) for r in own], self.checkers,
+            [(r.name, r.content) for r in own],
+            self.checkers,
             libraries=[(f"library:{r.name}", r.content) for r in libs],
             max_bytes=max(self.config.max_model_bytes, max(len(r.content) for r in own)),
         )
@@ -394,8 +499,15 @@ class Engine:
         return model
 
     # ===================================================================================== instances
-    def start(self, *, key: str | None = None, definition_id: str | None = None, business_key: str | None = None,
-              variables: dict[str, Any] | None = None, actor: str | None = None) -> dict[str, Any]:
+    def start(
+        self,
+        *,
+        key: str | None = None,
+        definition_id: str | None = None,
+        business_key: str | None = None,
+        variables: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
         variables = validate_variables(variables)
         with unit_of_work(self.db) as conn:
             definition = self._resolve_definition(conn, key, definition_id)
@@ -405,9 +517,13 @@ class Engine:
 
     def _resolve_definition(self, conn: Connection, key: str | None, definition_id: str | None) -> Any:
         if definition_id:
-            row = conn.execute(select(process_definition).where(process_definition.c.id == definition_id)).first()
+            row = conn.execute(
+                select(process_definition).where(process_definition.c.id == definition_id)
+            ).first()
             if row is None:
-                raise NotFound(f"process definition '{definition_id}' does not exist", definition_id=definition_id)
+                raise NotFound(
+                    f"process definition '{definition_id}' does not exist", definition_id=definition_id
+                )
             return row
         if not key:
             raise InvalidVariables("give a process definition key or id", field="key")
@@ -416,16 +532,36 @@ class Engine:
             raise NotFound(f"no process definition with key '{key}' is deployed", key=key)
         return row
 
-    def _start_in(self, conn: Connection, definition: Any, business_key: str | None, variables: dict[str, Any],
-                  actor: str | None, *, message: tuple[str, dict[str, Any]] | None = None,
-                  start_timer: str | None = None) -> dict[str, Any]:
+    def _start_in(
+        self,
+        conn: Connection,
+        definition: Any,
+        business_key: str | None,
+        variables: dict[str, Any],
+        actor: str | None,
+        *,
+        message: tuple[str, dict[str, Any]] | None = None,
+        start_timer: str | None = None,
+    ) -> dict[str, Any]:
         validate_text(business_key, "business_key")
         model = self.model(definition.id, conn)
         now = self.now()
         instance_id = str(uuid.uuid4())
         workflow = self.runtime.new(model, variables, initiator=actor)
-        outcome = _Outcome(audit=[audit.Entry("start", actor, now, details={
-            "definition_id": definition.id, "business_key": business_key, "variables": _json_safe(variables)})])
+        outcome = _Outcome(
+            audit=[
+                audit.Entry(
+                    "start",
+                    actor,
+                    now,
+                    details={
+                        "definition_id": definition.id,
+                        "business_key": business_key,
+                        "variables": _json_safe(variables),
+                    },
+                )
+            ]
+        )
         error: IncidentRaised | None = None
         try:
             self.runtime.run(workflow)
@@ -438,9 +574,16 @@ class Engine:
         except IncidentRaised as exc:
             error = exc
         row = {
-            "id": instance_id, "definition_id": definition.id, "definition_key": definition.key,
-            "business_key": business_key, "revision": -1, "waits": {}, "audit_seq": 0,
-            "audit_head": None, "started_at": now, "started_by": actor,
+            "id": instance_id,
+            "definition_id": definition.id,
+            "definition_key": definition.key,
+            "business_key": business_key,
+            "revision": -1,
+            "waits": {},
+            "audit_seq": 0,
+            "audit_head": None,
+            "started_at": now,
+            "started_by": actor,
         }
         loaded = _Loaded(row=_Row(row), model=model, workflow=workflow, before={})
         return self._save(conn, loaded, outcome, error, new=True)
@@ -456,8 +599,16 @@ class Engine:
         workflow = self.runtime.load(model, row.snapshot)
         return _Loaded(row=row, model=model, workflow=workflow, before=dict(row.variables or {}))
 
-    def _save(self, conn: Connection, loaded: _Loaded, outcome: _Outcome, error: IncidentRaised | None,
-              *, new: bool = False, cancelled: bool = False) -> dict[str, Any]:
+    def _save(
+        self,
+        conn: Connection,
+        loaded: _Loaded,
+        outcome: _Outcome,
+        error: IncidentRaised | None,
+        *,
+        new: bool = False,
+        cancelled: bool = False,
+    ) -> dict[str, Any]:
         """Write the instance after a command: snapshot (CAS), projections, incidents, outbox, audit."""
         runtime = self.runtime
         workflow = loaded.workflow
@@ -491,99 +642,208 @@ class Engine:
         variables_json = _json_safe(variables)
         changes = _changed(loaded.before, variables_json)
         if outcome.audit:
-            outcome.audit[-1].details = {**(outcome.audit[-1].details or {}), "changed": changes,
-                                         "state": state}
+            outcome.audit[-1].details = {
+                **(outcome.audit[-1].details or {}),
+                "changed": changes,
+                "state": state,
+            }
         if error is not None:
-            outcome.audit.append(audit.Entry("incident", None, now, task_id=error.task_id,
-                                             element_id=error.element_id,
-                                             details={"error_type": error.error_type, "message": error.message}))
+            outcome.audit.append(
+                audit.Entry(
+                    "incident",
+                    None,
+                    now,
+                    task_id=error.task_id,
+                    element_id=error.element_id,
+                    details={"error_type": error.error_type, "message": error.message},
+                )
+            )
         rows, seq, head = audit.build_rows(row.id, row.audit_seq, row.audit_head, outcome.audit)
         # Jobs whose worker gave up keep the instance in incident until they are retried or completed.
         waiting_jobs = {j.task_id for j in projection.jobs}
         failed_jobs = [j for j in (row.waits or {}).get("failed_jobs", []) if j in waiting_jobs]
         if failed_jobs and state == "running":
             state = "incident"
-        waits = {"subs": len(projection.subscriptions), "timers": len(projection.timers),
-                 "jobs": len(projection.jobs), "tasks": [t.id for t in projection.user_tasks],
-                 "failed_jobs": failed_jobs}
+        waits = {
+            "subs": len(projection.subscriptions),
+            "timers": len(projection.timers),
+            "jobs": len(projection.jobs),
+            "tasks": [t.id for t in projection.user_tasks],
+            "failed_jobs": failed_jobs,
+        }
         values = {
-            "state": state, "revision": row.revision + 1, "snapshot": snapshot, "variables": variables_json,
-            "active_elements": sorted(set(projection.active_elements)), "waits": waits, "audit_seq": seq,
-            "audit_head": head, "updated_at": now,
+            "state": state,
+            "revision": row.revision + 1,
+            "snapshot": snapshot,
+            "variables": variables_json,
+            "active_elements": sorted(set(projection.active_elements)),
+            "waits": waits,
+            "audit_seq": seq,
+            "audit_head": head,
+            "updated_at": now,
             "ended_at": now if state in ("completed", "cancelled") else None,
         }
         if new:
-            conn.execute(insert(process_instance), {
-                "id": row.id, "definition_id": row.definition_id, "definition_key": row.definition_key,
-                "business_key": row.business_key, "snapshot_format": FORMAT, "started_at": row.started_at,
-                "started_by": row.started_by, **values})
-        elif conn.execute(_UPDATE_INSTANCE, {"b_id": row.id, "b_revision": row.revision, **values}).first() is None:
+            conn.execute(
+                insert(process_instance),
+                {
+                    "id": row.id,
+                    "definition_id": row.definition_id,
+                    "definition_key": row.definition_key,
+                    "business_key": row.business_key,
+                    "snapshot_format": FORMAT,
+                    "started_at": row.started_at,
+                    "started_by": row.started_by,
+                    **values,
+                },
+            )
+        elif (
+            conn.execute(_UPDATE_INSTANCE, {"b_id": row.id, "b_revision": row.revision, **values}).first()
+            is None
+        ):
             raise ConcurrentModification(
                 f"process instance '{row.id}' was changed by another command at the same time; retry",
-                instance_id=row.id)
+                instance_id=row.id,
+            )
         if rows:
             conn.execute(insert(audit_record), rows)
         self._write_tasks(conn, row, projection, outcome, now, new)
         self._write_waits(conn, row, projection, now, new)
         if error is not None:
-            conn.execute(insert(incident).values(
-                id=str(uuid.uuid4()), instance_id=row.id, task_id=error.task_id, element_id=error.element_id,
-                error_type=error.error_type, message=error.message[:4000], state="open", created_at=now))
+            conn.execute(
+                insert(incident).values(
+                    id=str(uuid.uuid4()),
+                    instance_id=row.id,
+                    task_id=error.task_id,
+                    element_id=error.element_id,
+                    error_type=error.error_type,
+                    message=error.message[:4000],
+                    state="open",
+                    created_at=now,
+                )
+            )
         if outgoing:
             self._write_outbox(conn, row, outgoing, now)
         return {
-            "id": row.id, "definition_id": row.definition_id, "definition_key": row.definition_key,
-            "business_key": row.business_key, "state": state, "revision": row.revision + 1,
-            "activities": values["active_elements"], "variables": variables_json,
-            "tasks": [{"id": t.id, "element_id": t.element_id, "name": t.name} for t in projection.user_tasks],
+            "id": row.id,
+            "definition_id": row.definition_id,
+            "definition_key": row.definition_key,
+            "business_key": row.business_key,
+            "state": state,
+            "revision": row.revision + 1,
+            "activities": values["active_elements"],
+            "variables": variables_json,
+            "tasks": [
+                {"id": t.id, "element_id": t.element_id, "name": t.name} for t in projection.user_tasks
+            ],
             "incident": {"element_id": error.element_id, "message": error.message} if error else None,
         }
 
-    def _write_tasks(self, conn: Connection, row: Any, projection: Projection, outcome: _Outcome, now: datetime,
-                     new: bool) -> None:
+    def _write_tasks(
+        self, conn: Connection, row: Any, projection: Projection, outcome: _Outcome, now: datetime, new: bool
+    ) -> None:
         existing: set[str] = set()
         if not new:
             known = (row.waits or {}).get("tasks")
-            existing = set(known) if known is not None else set(conn.execute(
-                select(task.c.id).where(task.c.instance_id == row.id, task.c.state == "open")).scalars())
+            existing = (
+                set(known)
+                if known is not None
+                else set(
+                    conn.execute(
+                        select(task.c.id).where(task.c.instance_id == row.id, task.c.state == "open")
+                    ).scalars()
+                )
+            )
         current = {t.id: t for t in projection.user_tasks}
         completed_id, completed_by = outcome.task_completed or (None, None)
         gone = existing - set(current)
         for tid in gone:
             done = tid == completed_id
-            conn.execute(_END_TASK, {"b_id": tid, "state": "completed" if done else "cancelled", "ended_at": now,
-                                     "completed_by": completed_by if done else None})
+            conn.execute(
+                _END_TASK,
+                {
+                    "b_id": tid,
+                    "state": "completed" if done else "cancelled",
+                    "ended_at": now,
+                    "completed_by": completed_by if done else None,
+                },
+            )
         fresh = [t for t in projection.user_tasks if t.id not in existing]
         if fresh:
-            conn.execute(insert(task), [{
-                "id": t.id, "instance_id": row.id, "definition_id": row.definition_id, "element_id": t.element_id,
-                "name": t.name, "lane": t.lane, "candidate_groups": t.candidate_groups,
-                "candidate_users": t.candidate_users, "assignee": t.assignee, "form_key": t.form_key,
-                "priority": t.priority, "state": "open", "due_at": _utc(t.due_at), "created_at": now,
-                "ended_at": None, "completed_by": None,
-            } for t in fresh])
-            candidates = [{"task_id": t.id, "kind": "group", "value": g} for t in fresh for g in set(t.candidate_groups)]
-            candidates += [{"task_id": t.id, "kind": "user", "value": u} for t in fresh for u in set(t.candidate_users)]
+            conn.execute(
+                insert(task),
+                [
+                    {
+                        "id": t.id,
+                        "instance_id": row.id,
+                        "definition_id": row.definition_id,
+                        "element_id": t.element_id,
+                        "name": t.name,
+                        "lane": t.lane,
+                        "candidate_groups": t.candidate_groups,
+                        "candidate_users": t.candidate_users,
+                        "assignee": t.assignee,
+                        "form_key": t.form_key,
+                        "priority": t.priority,
+                        "state": "open",
+                        "due_at": _utc(t.due_at),
+                        "created_at": now,
+                        "ended_at": None,
+                        "completed_by": None,
+                    }
+                    for t in fresh
+                ],
+            )
+            candidates = [
+                {"task_id": t.id, "kind": "group", "value": g} for t in fresh for g in set(t.candidate_groups)
+            ]
+            candidates += [
+                {"task_id": t.id, "kind": "user", "value": u} for t in fresh for u in set(t.candidate_users)
+            ]
             if candidates:
                 conn.execute(insert(task_candidate), candidates)
 
-    def _write_waits(self, conn: Connection, row: Any, projection: Projection, now: datetime, new: bool) -> None:
+    def _write_waits(
+        self, conn: Connection, row: Any, projection: Projection, now: datetime, new: bool
+    ) -> None:
         before = row.waits or {}
         if not new and before.get("subs"):
             conn.execute(delete(message_subscription).where(message_subscription.c.instance_id == row.id))
         if projection.subscriptions:
-            conn.execute(insert(message_subscription), [{
-                "instance_id": row.id, "task_id": s.task_id, "element_id": s.element_id,
-                "message_name": s.message_name, "business_key": row.business_key,
-                "correlation": _json_safe(s.correlation), "matchable": s.matchable, "created_at": now,
-            } for s in projection.subscriptions])
+            conn.execute(
+                insert(message_subscription),
+                [
+                    {
+                        "instance_id": row.id,
+                        "task_id": s.task_id,
+                        "element_id": s.element_id,
+                        "message_name": s.message_name,
+                        "business_key": row.business_key,
+                        "correlation": _json_safe(s.correlation),
+                        "matchable": s.matchable,
+                        "created_at": now,
+                    }
+                    for s in projection.subscriptions
+                ],
+            )
         if not new and before.get("timers"):
             conn.execute(delete(timer).where(timer.c.instance_id == row.id))
         if projection.timers:
-            conn.execute(insert(timer), [{
-                "instance_id": row.id, "task_id": t.task_id, "element_id": t.element_id, "kind": "instance",
-                "due_at": _utc(t.due_at), "definition_id": row.definition_id, "cycle": None,
-            } for t in projection.timers])
+            conn.execute(
+                insert(timer),
+                [
+                    {
+                        "instance_id": row.id,
+                        "task_id": t.task_id,
+                        "element_id": t.element_id,
+                        "kind": "instance",
+                        "due_at": _utc(t.due_at),
+                        "definition_id": row.definition_id,
+                        "cycle": None,
+                    }
+                    for t in projection.timers
+                ],
+            )
         existing_jobs: set[str] = set()
         if not new and before.get("jobs"):
             existing_jobs = set(conn.execute(select(job.c.id).where(job.c.instance_id == row.id)).scalars())
@@ -592,23 +852,52 @@ class Engine:
             conn.execute(delete(job).where(job.c.id.in_(list(existing_jobs - current))))
         fresh = [j for j in projection.jobs if j.task_id not in existing_jobs]
         if fresh:
-            conn.execute(insert(job), [{
-                "id": j.task_id, "instance_id": row.id, "element_id": j.element_id, "topic": j.topic,
-                "retries": self.config.job_retries, "worker_id": None, "locked_until": None,
-                "error_message": None, "created_at": now,
-            } for j in fresh])
+            conn.execute(
+                insert(job),
+                [
+                    {
+                        "id": j.task_id,
+                        "instance_id": row.id,
+                        "element_id": j.element_id,
+                        "topic": j.topic,
+                        "retries": self.config.job_retries,
+                        "worker_id": None,
+                        "locked_until": None,
+                        "error_message": None,
+                        "created_at": now,
+                    }
+                    for j in fresh
+                ],
+            )
 
-    def _write_outbox(self, conn: Connection, row: Any, outgoing: list[OutgoingMessage], now: datetime) -> None:
-        conn.execute(insert(outbox), [{
-            "message_id": str(uuid.uuid4()), "instance_id": row.id, "message_name": m.name,
-            "target": str(m.to) if m.to is not None else None,
-            "envelope": {
-                "name": m.name, "correlation_keys": _json_safe(m.correlations), "variables": _json_safe(m.payload),
-                "business_key": None, "from_instance": row.id, "from_element": m.source_element,
-                "to": _json_safe(m.to),
-            },
-            "created_at": now, "sent_at": None, "attempts": 0, "last_error": None,
-        } for m in outgoing])
+    def _write_outbox(
+        self, conn: Connection, row: Any, outgoing: list[OutgoingMessage], now: datetime
+    ) -> None:
+        conn.execute(
+            insert(outbox),
+            [
+                {
+                    "message_id": str(uuid.uuid4()),
+                    "instance_id": row.id,
+                    "message_name": m.name,
+                    "target": str(m.to) if m.to is not None else None,
+                    "envelope": {
+                        "name": m.name,
+                        "correlation_keys": _json_safe(m.correlations),
+                        "variables": _json_safe(m.payload),
+                        "business_key": None,
+                        "from_instance": row.id,
+                        "from_element": m.source_element,
+                        "to": _json_safe(m.to),
+                    },
+                    "created_at": now,
+                    "sent_at": None,
+                    "attempts": 0,
+                    "last_error": None,
+                }
+                for m in outgoing
+            ],
+        )
 
     def _drain_buffer(self, conn: Connection, loaded: _Loaded) -> IncidentRaised | None:
         """Deliver buffered messages the instance now waits for (a message may arrive before its receiver)."""
@@ -623,8 +912,8 @@ class Engine:
                 return None
             names = {s.message_name for s in subs}
             rows = conn.execute(
-                select(buffered_message).where(buffered_message.c.message_name.in_(names),
-                                               buffered_message.c.expires_at > self.now())
+                select(buffered_message)
+                .where(buffered_message.c.message_name.in_(names), buffered_message.c.expires_at > self.now())
                 .order_by(buffered_message.c.created_at)
             ).all()
             delivered = False
@@ -632,19 +921,29 @@ class Engine:
                 for sub in subs:
                     if sub.message_name != msg.message_name:
                         continue
-                    if not _matches(sub.correlation, loaded.row.business_key, loaded.workflow and
-                                    self.runtime.variables(loaded.workflow), msg.business_key,
-                                    msg.correlation_keys or {}):
+                    if not _matches(
+                        sub.correlation,
+                        loaded.row.business_key,
+                        loaded.workflow and self.runtime.variables(loaded.workflow),
+                        msg.business_key,
+                        msg.correlation_keys or {},
+                    ):
                         continue
                     conn.execute(delete(buffered_message).where(buffered_message.c.id == msg.id))
                     try:
-                        self.runtime.deliver(loaded.workflow, [sub.task_id], msg.message_name,
-                                             dict(msg.variables or {}), dict(msg.correlation_keys or {}))
+                        self.runtime.deliver(
+                            loaded.workflow,
+                            [sub.task_id],
+                            msg.message_name,
+                            dict(msg.variables or {}),
+                            dict(msg.correlation_keys or {}),
+                        )
                     except IncidentRaised as exc:
                         return exc
                     if msg.message_id:
-                        _record_processed(conn, msg.message_id, {"delivered_from_buffer": loaded.row.id},
-                                          self.now())
+                        _record_processed(
+                            conn, msg.message_id, {"delivered_from_buffer": loaded.row.id}, self.now()
+                        )
                     delivered = True
                     break
                 if delivered:
@@ -660,14 +959,17 @@ class Engine:
             raise NotFound(f"task '{task_id}' does not exist", task_id=task_id)
         return row
 
-    def _append_instance_audit(self, conn: Connection, instance_id: str, seq: int, head: str | None,
-                               entries: list[audit.Entry]) -> None:
+    def _append_instance_audit(
+        self, conn: Connection, instance_id: str, seq: int, head: str | None, entries: list[audit.Entry]
+    ) -> None:
         rows, new_seq, new_head = audit.build_rows(instance_id, seq, head, entries)
-        result = conn.execute(_APPEND_AUDIT, {"b_id": instance_id, "b_seq": seq, "audit_seq": new_seq,
-                                              "audit_head": new_head})
+        result = conn.execute(
+            _APPEND_AUDIT, {"b_id": instance_id, "b_seq": seq, "audit_seq": new_seq, "audit_head": new_head}
+        )
         if result.first() is None:
-            raise ConcurrentModification(f"process instance '{instance_id}' changed at the same time; retry",
-                                         instance_id=instance_id)
+            raise ConcurrentModification(
+                f"process instance '{instance_id}' changed at the same time; retry", instance_id=instance_id
+            )
         conn.execute(insert(audit_record), rows)
 
     def claim(self, task_id: str, user: str, *, actor: str | None = None) -> dict[str, Any]:
@@ -677,15 +979,32 @@ class Engine:
             if row.state != "open":
                 raise TaskNotOpen(f"task '{task_id}' is {row.state}", task_id=task_id)
             if row.assignee is not None and row.assignee != user:
-                raise TaskClaimed(f"task '{task_id}' is already claimed by '{row.assignee}'", task_id=task_id,
-                                  assignee=row.assignee)
+                raise TaskClaimed(
+                    f"task '{task_id}' is already claimed by '{row.assignee}'",
+                    task_id=task_id,
+                    assignee=row.assignee,
+                )
             result = conn.execute(_CLAIM_TASK, {"b_id": task_id, "b_user": user, "assignee": user})
             if result.first() is None:
-                raise ConcurrentModification(f"task '{task_id}' was changed at the same time; retry",
-                                             task_id=task_id)
-            self._append_instance_audit(conn, row.instance_id, row.audit_seq, row.audit_head, [
-                audit.Entry("claim", actor or user, self.now(), task_id=task_id, element_id=row.element_id,
-                            details={"assignee": user})])
+                raise ConcurrentModification(
+                    f"task '{task_id}' was changed at the same time; retry", task_id=task_id
+                )
+            self._append_instance_audit(
+                conn,
+                row.instance_id,
+                row.audit_seq,
+                row.audit_head,
+                [
+                    audit.Entry(
+                        "claim",
+                        actor or user,
+                        self.now(),
+                        task_id=task_id,
+                        element_id=row.element_id,
+                        details={"assignee": user},
+                    )
+                ],
+            )
         return {"id": task_id, "assignee": user}
 
     def unclaim(self, task_id: str, *, actor: str | None = None) -> dict[str, Any]:
@@ -694,20 +1013,41 @@ class Engine:
     def assign(self, task_id: str, user: str | None, *, actor: str | None = None) -> dict[str, Any]:
         return self._set_assignee(task_id, user, actor, "assign")
 
-    def _set_assignee(self, task_id: str, user: str | None, actor: str | None, command: str) -> dict[str, Any]:
+    def _set_assignee(
+        self, task_id: str, user: str | None, actor: str | None, command: str
+    ) -> dict[str, Any]:
         validate_text(user, "user")
         with unit_of_work(self.db) as conn:
             row = self._task_row(conn, task_id)
             if row.state != "open":
                 raise TaskNotOpen(f"task '{task_id}' is {row.state}", task_id=task_id)
             conn.execute(update(task).where(task.c.id == task_id).values(assignee=user))
-            self._append_instance_audit(conn, row.instance_id, row.audit_seq, row.audit_head, [
-                audit.Entry(command, actor, self.now(), task_id=task_id, element_id=row.element_id,
-                            details={"assignee": user, "previous": row.assignee})])
+            self._append_instance_audit(
+                conn,
+                row.instance_id,
+                row.audit_seq,
+                row.audit_head,
+                [
+                    audit.Entry(
+                        command,
+                        actor,
+                        self.now(),
+                        task_id=task_id,
+                        element_id=row.element_id,
+                        details={"assignee": user, "previous": row.assignee},
+                    )
+                ],
+            )
         return {"id": task_id, "assignee": user}
 
-    def complete(self, task_id: str, variables: dict[str, Any] | None = None, *, user: str | None = None,
-                 actor: str | None = None) -> dict[str, Any]:
+    def complete(
+        self,
+        task_id: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        user: str | None = None,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
         variables = validate_variables(variables)
         with unit_of_work(self.db) as conn:
             irow = conn.execute(_TASK_WITH_INSTANCE, {"b_id": task_id}).first()
@@ -716,12 +1056,21 @@ class Engine:
             if irow.task_state != "open":
                 raise TaskNotOpen(f"task '{task_id}' is {irow.task_state}", task_id=task_id)
             if user is not None and irow.task_assignee is not None and irow.task_assignee != user:
-                raise TaskClaimed(f"task '{task_id}' is claimed by '{irow.task_assignee}'", task_id=task_id,
-                                  assignee=irow.task_assignee)
+                raise TaskClaimed(
+                    f"task '{task_id}' is claimed by '{irow.task_assignee}'",
+                    task_id=task_id,
+                    assignee=irow.task_assignee,
+                )
             loaded = self._load(conn, irow)
             who = user or irow.task_assignee or actor
-            outcome = _Outcome(audit=[audit.Entry("complete", actor or who, self.now(), task_id=task_id,
-                                                  element_id=irow.task_element_id)], task_completed=(task_id, who))
+            outcome = _Outcome(
+                audit=[
+                    audit.Entry(
+                        "complete", actor or who, self.now(), task_id=task_id, element_id=irow.task_element_id
+                    )
+                ],
+                task_completed=(task_id, who),
+            )
             error = None
             try:
                 self.runtime.complete_user_task(loaded.workflow, task_id, variables)
@@ -734,10 +1083,19 @@ class Engine:
         return result
 
     # ======================================================================================== messages
-    def correlate(self, name: str, *, business_key: str | None = None,
-                  correlation_keys: dict[str, Any] | None = None, variables: dict[str, Any] | None = None,
-                  message_id: str | None = None, ttl_seconds: int | None = None, all: bool = False,
-                  actor: str | None = None, source: str | None = None) -> dict[str, Any]:
+    def correlate(
+        self,
+        name: str,
+        *,
+        business_key: str | None = None,
+        correlation_keys: dict[str, Any] | None = None,
+        variables: dict[str, Any] | None = None,
+        message_id: str | None = None,
+        ttl_seconds: int | None = None,
+        all: bool = False,
+        actor: str | None = None,
+        source: str | None = None,
+    ) -> dict[str, Any]:
         validate_text(name, "name", required=True)
         validate_text(business_key, "business_key")
         validate_text(message_id, "message_id")
@@ -750,47 +1108,81 @@ class Engine:
         try:
             with unit_of_work(self.db) as conn:
                 if message_id is not None:
-                    done = conn.execute(select(processed_message.c.result)
-                                        .where(processed_message.c.message_id == message_id)).first()
+                    done = conn.execute(
+                        select(processed_message.c.result).where(processed_message.c.message_id == message_id)
+                    ).first()
                     if done is not None:
                         return {**done.result, "duplicate": True}
-                    buffered = conn.execute(select(buffered_message.c.id)
-                                            .where(buffered_message.c.message_id == message_id)).first()
+                    buffered = conn.execute(
+                        select(buffered_message.c.id).where(buffered_message.c.message_id == message_id)
+                    ).first()
                     if buffered is not None:
-                        return {"message_id": message_id, "buffered": True, "duplicate": True, "instances": []}
-                result = self._correlate_in(conn, name, business_key, keys, variables, message_id, ttl, all,
-                                            actor, source)
+                        return {
+                            "message_id": message_id,
+                            "buffered": True,
+                            "duplicate": True,
+                            "instances": [],
+                        }
+                result = self._correlate_in(
+                    conn, name, business_key, keys, variables, message_id, ttl, all, actor, source
+                )
                 if message_id is not None and not result.get("buffered"):
                     _record_processed(conn, message_id, result, self.now())
         except IntegrityError:
             # The same message id was processed by a concurrent command: that one counts.
             with read_only(self.db) as conn:
-                done = conn.execute(select(processed_message.c.result)
-                                    .where(processed_message.c.message_id == message_id)).first()
+                done = conn.execute(
+                    select(processed_message.c.result).where(processed_message.c.message_id == message_id)
+                ).first()
             if done is None:
-                raise ConcurrentModification("the message was being processed at the same time; retry") from None
+                raise ConcurrentModification(
+                    "the message was being processed at the same time; retry"
+                ) from None
             return {**done.result, "duplicate": True}
         self._notify()
         return result
 
-    def _correlate_in(self, conn: Connection, name: str, business_key: str | None, keys: dict[str, Any],
-                      variables: dict[str, Any], message_id: str | None, ttl: int, all_: bool,
-                      actor: str | None, source: str | None) -> dict[str, Any]:
+    def _correlate_in(
+        self,
+        conn: Connection,
+        name: str,
+        business_key: str | None,
+        keys: dict[str, Any],
+        variables: dict[str, Any],
+        message_id: str | None,
+        ttl: int,
+        all_: bool,
+        actor: str | None,
+        source: str | None,
+    ) -> dict[str, Any]:
         query = (
-            select(message_subscription, process_instance.c.revision, process_instance.c.variables,
-                   process_instance.c.business_key.label("instance_business_key"))
+            select(
+                message_subscription,
+                process_instance.c.revision,
+                process_instance.c.variables,
+                process_instance.c.business_key.label("instance_business_key"),
+            )
             .join(process_instance, process_instance.c.id == message_subscription.c.instance_id)
-            .where(message_subscription.c.message_name == name, process_instance.c.state == "running",
-                   message_subscription.c.matchable.is_(True))
+            .where(
+                message_subscription.c.message_name == name,
+                process_instance.c.state == "running",
+                message_subscription.c.matchable.is_(True),
+            )
         )
         if business_key is not None:
             query = query.where(process_instance.c.business_key == business_key)
-        matches = [s for s in conn.execute(query).all()
-                   if _matches(s.correlation, s.instance_business_key, s.variables, business_key, keys)]
+        matches = [
+            s
+            for s in conn.execute(query).all()
+            if _matches(s.correlation, s.instance_business_key, s.variables, business_key, keys)
+        ]
         if len(matches) > 1 and not all_:
             raise AmbiguousCorrelation(
                 f"message '{name}' matches {len(matches)} waiting receivers; narrow it with business_key or "
-                "correlation_keys, or set all=true", message_name=name, matches=len(matches))
+                "correlation_keys, or set all=true",
+                message_name=name,
+                matches=len(matches),
+            )
         now = self.now()
         results = []
         by_instance: dict[str, list[Any]] = {}
@@ -801,12 +1193,26 @@ class Engine:
             if irow.revision != subs[0].revision:
                 raise ConcurrentModification(
                     f"process instance '{instance_id}' changed while the message was correlated; retry",
-                    instance_id=instance_id)
+                    instance_id=instance_id,
+                )
             loaded = self._load(conn, irow)
-            outcome = _Outcome(audit=[audit.Entry("correlate", actor, now, task_id=subs[0].task_id,
-                                                  element_id=subs[0].element_id, details={
-                                                      "message": name, "message_id": message_id, "source": source,
-                                                      "correlation_keys": _json_safe(keys)})])
+            outcome = _Outcome(
+                audit=[
+                    audit.Entry(
+                        "correlate",
+                        actor,
+                        now,
+                        task_id=subs[0].task_id,
+                        element_id=subs[0].element_id,
+                        details={
+                            "message": name,
+                            "message_id": message_id,
+                            "source": source,
+                            "correlation_keys": _json_safe(keys),
+                        },
+                    )
+                ]
+            )
             error = None
             try:
                 self.runtime.deliver(loaded.workflow, [s.task_id for s in subs], name, variables, keys)
@@ -816,41 +1222,75 @@ class Engine:
         if not results:
             starts = self._message_start_definitions(conn, name)
             if len(starts) > 1 and not all_:
-                raise AmbiguousCorrelation(f"message '{name}' starts {len(starts)} different processes; set all=true",
-                                           message_name=name)
+                raise AmbiguousCorrelation(
+                    f"message '{name}' starts {len(starts)} different processes; set all=true",
+                    message_name=name,
+                )
             for definition in starts:
-                results.append(self._start_in(conn, definition, business_key, {**variables}, actor,
-                                              message=(name, {**variables})))
+                results.append(
+                    self._start_in(
+                        conn, definition, business_key, {**variables}, actor, message=(name, {**variables})
+                    )
+                )
         if not results:
             if ttl > 0:
-                conn.execute(insert(buffered_message).values(
-                    id=str(uuid.uuid4()), message_id=message_id, message_name=name, business_key=business_key,
-                    correlation_keys=_json_safe(keys), variables=_json_safe(variables), source=source,
-                    created_at=now, expires_at=now + timedelta(seconds=ttl)))
+                conn.execute(
+                    insert(buffered_message).values(
+                        id=str(uuid.uuid4()),
+                        message_id=message_id,
+                        message_name=name,
+                        business_key=business_key,
+                        correlation_keys=_json_safe(keys),
+                        variables=_json_safe(variables),
+                        source=source,
+                        created_at=now,
+                        expires_at=now + timedelta(seconds=ttl),
+                    )
+                )
                 return {"message_id": message_id, "buffered": True, "instances": []}
             raise MessageNotCorrelated(
                 f"no process instance waits for message '{name}' with these keys, and no process starts with it",
-                message_name=name)
+                message_name=name,
+            )
         return {"message_id": message_id, "buffered": False, "instances": results}
 
     def _message_start_definitions(self, conn: Connection, name: str) -> list[Any]:
-        latest = (select(process_definition.c.key, func.max(process_definition.c.version).label("v"))
-                  .group_by(process_definition.c.key).subquery())
-        rows = conn.execute(select(process_definition).join(latest, and_(
-            latest.c.key == process_definition.c.key, latest.c.v == process_definition.c.version))).all()
+        latest = (
+            select(process_definition.c.key, func.max(process_definition.c.version).label("v"))
+            .group_by(process_definition.c.key)
+            .subquery()
+        )
+        rows = conn.execute(
+            select(process_definition).join(
+                latest,
+                and_(latest.c.key == process_definition.c.key, latest.c.v == process_definition.c.version),
+            )
+        ).all()
         return [r for r in rows if name in (r.message_starts or [])]
 
     def expire_buffered(self) -> int:
         with unit_of_work(self.db) as conn:
-            expired = conn.execute(select(buffered_message).where(buffered_message.c.expires_at <= self.now())).all()
+            expired = conn.execute(
+                select(buffered_message).where(buffered_message.c.expires_at <= self.now())
+            ).all()
             if expired:
-                conn.execute(delete(buffered_message).where(buffered_message.c.id.in_([r.id for r in expired])))
+                conn.execute(
+                    delete(buffered_message).where(buffered_message.c.id.in_([r.id for r in expired]))
+                )
                 for r in expired:
-                    conn.execute(insert(incident).values(
-                        id=str(uuid.uuid4()), instance_id=None, task_id=None, element_id=None,
-                        error_type="MessageExpired",
-                        message=f"message '{r.message_name}' (id {r.message_id}) found no receiver before its "
-                                "time-to-live ran out", state="open", created_at=self.now()))
+                    conn.execute(
+                        insert(incident).values(
+                            id=str(uuid.uuid4()),
+                            instance_id=None,
+                            task_id=None,
+                            element_id=None,
+                            error_type="MessageExpired",
+                            message=f"message '{r.message_name}' (id {r.message_id}) found no receiver before its "
+                            "time-to-live ran out",
+                            state="open",
+                            created_at=self.now(),
+                        )
+                    )
         return len(expired)
 
     # ========================================================================================== timers
@@ -862,8 +1302,9 @@ class Engine:
         """Fire timers due by now, each in its own transaction; returns how many fired."""
         fired = 0
         with read_only(self.db) as conn:
-            due = conn.execute(select(timer).where(timer.c.due_at <= self.now()).order_by(timer.c.due_at)
-                               .limit(limit)).all()
+            due = conn.execute(
+                select(timer).where(timer.c.due_at <= self.now()).order_by(timer.c.due_at).limit(limit)
+            ).all()
         for t in due:
             try:
                 if t.kind == "start":
@@ -886,9 +1327,18 @@ class Engine:
             if irow.state != "running":
                 return
             loaded = self._load(conn, irow)
-            outcome = _Outcome(audit=[audit.Entry("timer", None, self.now(), task_id=t.task_id,
-                                                  element_id=t.element_id,
-                                                  details={"due_at": _utc(t.due_at).isoformat()})])  # type: ignore[union-attr]
+            outcome = _Outcome(
+                audit=[
+                    audit.Entry(
+                        "timer",
+                        None,
+                        self.now(),
+                        task_id=t.task_id,
+                        element_id=t.element_id,
+                        details={"due_at": due.isoformat() if (due := _utc(t.due_at)) else None},
+                    )
+                ]
+            )
             error = None
             try:
                 self.runtime.refresh_timers(loaded.workflow)
@@ -901,24 +1351,29 @@ class Engine:
             still = conn.execute(select(timer).where(timer.c.id == t.id).with_for_update()).first()
             if still is None or _utc(still.due_at) > self.now():  # type: ignore[operator]
                 return  # another scheduler fired it first
-            definition = conn.execute(select(process_definition)
-                                      .where(process_definition.c.id == t.definition_id)).first()
+            definition = conn.execute(
+                select(process_definition).where(process_definition.c.id == t.definition_id)
+            ).first()
             cycle = still.cycle
             due = _utc(still.due_at)
             assert due is not None
             if cycle and cycle["remaining"] != 1:
                 parsed = parse_cycle(cycle["expression"], self.config.timezone)
                 remaining = cycle["remaining"] - 1 if cycle["remaining"] > 0 else -1
-                conn.execute(update(timer).where(timer.c.id == t.id).values(
-                    due_at=parsed.interval.add_to(due), cycle={**cycle, "remaining": remaining}))
+                conn.execute(
+                    update(timer)
+                    .where(timer.c.id == t.id)
+                    .values(due_at=parsed.interval.add_to(due), cycle={**cycle, "remaining": remaining})
+                )
             else:
                 conn.execute(delete(timer).where(timer.c.id == t.id))
             if definition is not None:
                 self._start_in(conn, definition, None, {}, None, start_timer=t.element_id)
 
     # ====================================================================================== jobs
-    def complete_job(self, job_id: str, variables: dict[str, Any] | None = None, *,
-                     actor: str | None = None) -> dict[str, Any]:
+    def complete_job(
+        self, job_id: str, variables: dict[str, Any] | None = None, *, actor: str | None = None
+    ) -> dict[str, Any]:
         variables = validate_variables(variables)
         with unit_of_work(self.db) as conn:
             jrow = conn.execute(select(job).where(job.c.id == job_id)).first()
@@ -926,8 +1381,11 @@ class Engine:
                 raise NotFound(f"job '{job_id}' does not exist", job_id=job_id)
             irow = self.get_instance_row(conn, jrow.instance_id)
             loaded = self._load(conn, irow)
-            outcome = _Outcome(audit=[audit.Entry("complete_job", actor, self.now(), task_id=job_id,
-                                                  element_id=jrow.element_id)])
+            outcome = _Outcome(
+                audit=[
+                    audit.Entry("complete_job", actor, self.now(), task_id=job_id, element_id=jrow.element_id)
+                ]
+            )
             error = None
             try:
                 self.runtime.complete_job(loaded.workflow, job_id, variables)
@@ -935,44 +1393,76 @@ class Engine:
                 raise TaskNotOpen(f"job '{job_id}' is no longer waiting", job_id=job_id) from None
             except IncidentRaised as exc:
                 error = exc
-            conn.execute(update(incident).where(incident.c.task_id == job_id, incident.c.state == "open",
-                                                incident.c.error_type == "JobFailed")
-                         .values(state="resolved", resolved_at=self.now()))
+            conn.execute(
+                update(incident)
+                .where(
+                    incident.c.task_id == job_id,
+                    incident.c.state == "open",
+                    incident.c.error_type == "JobFailed",
+                )
+                .values(state="resolved", resolved_at=self.now())
+            )
             result = self._save(conn, loaded, outcome, error)
         self._notify()
         return result
 
-    def fail_job(self, job_id: str, error_message: str, *, retries: int | None = None,
-                 actor: str | None = None) -> dict[str, Any]:
+    def fail_job(
+        self, job_id: str, error_message: str, *, retries: int | None = None, actor: str | None = None
+    ) -> dict[str, Any]:
         """A worker reports a failure; at zero retries the real error becomes an incident."""
         with unit_of_work(self.db) as conn:
             jrow = conn.execute(select(job).where(job.c.id == job_id)).first()
             if jrow is None:
                 raise NotFound(f"job '{job_id}' does not exist", job_id=job_id)
             left = jrow.retries - 1 if retries is None else int(retries)
-            conn.execute(update(job).where(job.c.id == job_id).values(
-                retries=max(left, 0), error_message=error_message, worker_id=None, locked_until=None))
+            conn.execute(
+                update(job)
+                .where(job.c.id == job_id)
+                .values(retries=max(left, 0), error_message=error_message, worker_id=None, locked_until=None)
+            )
             irow = self.get_instance_row(conn, jrow.instance_id)
-            entries = [audit.Entry("fail_job", actor, self.now(), task_id=job_id, element_id=jrow.element_id,
-                                   details={"error": error_message, "retries": max(left, 0)})]
+            entries = [
+                audit.Entry(
+                    "fail_job",
+                    actor,
+                    self.now(),
+                    task_id=job_id,
+                    element_id=jrow.element_id,
+                    details={"error": error_message, "retries": max(left, 0)},
+                )
+            ]
             incident_id = None
             if left <= 0:
                 incident_id = str(uuid.uuid4())
-                conn.execute(insert(incident).values(
-                    id=incident_id, instance_id=jrow.instance_id, task_id=job_id, element_id=jrow.element_id,
-                    error_type="JobFailed", message=error_message[:4000], state="open", created_at=self.now()))
+                conn.execute(
+                    insert(incident).values(
+                        id=incident_id,
+                        instance_id=jrow.instance_id,
+                        task_id=job_id,
+                        element_id=jrow.element_id,
+                        error_type="JobFailed",
+                        message=error_message[:4000],
+                        state="open",
+                        created_at=self.now(),
+                    )
+                )
                 waits = dict(irow.waits or {})
                 waits["failed_jobs"] = sorted({*waits.get("failed_jobs", []), job_id})
-                changed = conn.execute(update(process_instance).where(
-                    process_instance.c.id == irow.id, process_instance.c.revision == irow.revision)
-                    .values(state="incident", waits=waits, revision=irow.revision + 1)).rowcount
+                changed = conn.execute(
+                    update(process_instance)
+                    .where(process_instance.c.id == irow.id, process_instance.c.revision == irow.revision)
+                    .values(state="incident", waits=waits, revision=irow.revision + 1)
+                ).rowcount
                 if changed != 1:
-                    raise ConcurrentModification(f"process instance '{irow.id}' changed at the same time; retry",
-                                                 instance_id=irow.id)
+                    raise ConcurrentModification(
+                        f"process instance '{irow.id}' changed at the same time; retry", instance_id=irow.id
+                    )
             self._append_instance_audit(conn, irow.id, irow.audit_seq, irow.audit_head, entries)
         return {"id": job_id, "retries": max(left, 0), "incident_id": incident_id}
 
-    def run_job(self, job_id: str, handler: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
+    def run_job(
+        self, job_id: str, handler: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> dict[str, Any]:
         """Run an in-process service handler for a job: success completes it, an exception fails it with its
         own message (never masked)."""
         with read_only(self.db) as conn:
@@ -987,22 +1477,29 @@ class Engine:
         return self.complete_job(job_id, result)
 
     # ======================================================================= cancel and incidents
-    def cancel(self, instance_id: str, *, actor: str | None = None, reason: str | None = None) -> dict[str, Any]:
+    def cancel(
+        self, instance_id: str, *, actor: str | None = None, reason: str | None = None
+    ) -> dict[str, Any]:
         with unit_of_work(self.db) as conn:
             irow = self.get_instance_row(conn, instance_id)
             if irow.state in ("completed", "cancelled"):
-                raise InstanceNotRunning(f"process instance '{instance_id}' is already {irow.state}",
-                                         instance_id=instance_id)
+                raise InstanceNotRunning(
+                    f"process instance '{instance_id}' is already {irow.state}", instance_id=instance_id
+                )
             loaded = self._load(conn, irow)
             self.runtime.cancel(loaded.workflow)
             outcome = _Outcome(audit=[audit.Entry("cancel", actor, self.now(), details={"reason": reason})])
             result = self._save(conn, loaded, outcome, None, cancelled=True)
-            conn.execute(update(incident).where(incident.c.instance_id == instance_id, incident.c.state == "open")
-                         .values(state="resolved", resolved_at=self.now()))
+            conn.execute(
+                update(incident)
+                .where(incident.c.instance_id == instance_id, incident.c.state == "open")
+                .values(state="resolved", resolved_at=self.now())
+            )
         return result
 
-    def retry_incident(self, incident_id: str, variables: dict[str, Any] | None = None, *,
-                       actor: str | None = None) -> dict[str, Any]:
+    def retry_incident(
+        self, incident_id: str, variables: dict[str, Any] | None = None, *, actor: str | None = None
+    ) -> dict[str, Any]:
         variables = validate_variables(variables)
         with unit_of_work(self.db) as conn:
             inc = conn.execute(select(incident).where(incident.c.id == incident_id)).first()
@@ -1010,30 +1507,66 @@ class Engine:
                 raise NotFound(f"incident '{incident_id}' does not exist", incident_id=incident_id)
             if inc.state != "open":
                 raise TaskNotOpen(f"incident '{incident_id}' is already {inc.state}", incident_id=incident_id)
-            conn.execute(update(incident).where(incident.c.id == incident_id)
-                         .values(state="resolved", resolved_at=self.now()))
+            conn.execute(
+                update(incident)
+                .where(incident.c.id == incident_id)
+                .values(state="resolved", resolved_at=self.now())
+            )
             if inc.instance_id is None:
                 return {"id": incident_id, "state": "resolved"}
             irow = self.get_instance_row(conn, inc.instance_id)
             if irow.state == "cancelled":
                 raise InstanceNotRunning("the instance was cancelled", instance_id=irow.id)
             if inc.error_type == "JobFailed":
-                conn.execute(update(job).where(job.c.id == inc.task_id).values(retries=self.config.job_retries))
-                self._append_instance_audit(conn, irow.id, irow.audit_seq, irow.audit_head, [
-                    audit.Entry("retry", actor, self.now(), task_id=inc.task_id, element_id=inc.element_id,
-                                details={"incident_id": incident_id})])
+                conn.execute(
+                    update(job).where(job.c.id == inc.task_id).values(retries=self.config.job_retries)
+                )
+                self._append_instance_audit(
+                    conn,
+                    irow.id,
+                    irow.audit_seq,
+                    irow.audit_head,
+                    [
+                        audit.Entry(
+                            "retry",
+                            actor,
+                            self.now(),
+                            task_id=inc.task_id,
+                            element_id=inc.element_id,
+                            details={"incident_id": incident_id},
+                        )
+                    ],
+                )
                 waits = dict(irow.waits or {})
                 waits["failed_jobs"] = [j for j in waits.get("failed_jobs", []) if j != inc.task_id]
-                others = conn.execute(select(func.count()).select_from(incident).where(
-                    incident.c.instance_id == irow.id, incident.c.state == "open")).scalar()
-                conn.execute(update(process_instance).where(process_instance.c.id == irow.id).values(
-                    state="incident" if others or waits["failed_jobs"] else "running", waits=waits,
-                    revision=irow.revision + 1))
+                others = conn.execute(
+                    select(func.count())
+                    .select_from(incident)
+                    .where(incident.c.instance_id == irow.id, incident.c.state == "open")
+                ).scalar()
+                conn.execute(
+                    update(process_instance)
+                    .where(process_instance.c.id == irow.id)
+                    .values(
+                        state="incident" if others or waits["failed_jobs"] else "running",
+                        waits=waits,
+                        revision=irow.revision + 1,
+                    )
+                )
                 return {"id": incident_id, "state": "resolved", "instance_id": irow.id}
             loaded = self._load(conn, irow)
-            outcome = _Outcome(audit=[audit.Entry("retry", actor, self.now(), task_id=inc.task_id,
-                                                  element_id=inc.element_id,
-                                                  details={"incident_id": incident_id})])
+            outcome = _Outcome(
+                audit=[
+                    audit.Entry(
+                        "retry",
+                        actor,
+                        self.now(),
+                        task_id=inc.task_id,
+                        element_id=inc.element_id,
+                        details={"incident_id": incident_id},
+                    )
+                ]
+            )
             error = None
             try:
                 self.runtime.retry(loaded.workflow, inc.task_id, variables)
@@ -1061,22 +1594,40 @@ class Engine:
                 publish(envelope)
             except CaseflowError as exc:
                 with unit_of_work(self.db) as conn:
-                    conn.execute(update(outbox).where(outbox.c.id == row.id).values(
-                        sent_at=self.now(), attempts=row.attempts + 1, last_error=exc.message[:4000]))
-                    conn.execute(insert(incident).values(
-                        id=str(uuid.uuid4()), instance_id=row.instance_id, task_id=None,
-                        element_id=row.envelope.get("from_element"), error_type=type(exc).__name__,
-                        message=f"message '{row.message_name}' could not be delivered: {exc.message}"[:4000],
-                        state="open", created_at=self.now()))
+                    conn.execute(
+                        update(outbox)
+                        .where(outbox.c.id == row.id)
+                        .values(sent_at=self.now(), attempts=row.attempts + 1, last_error=exc.message[:4000])
+                    )
+                    conn.execute(
+                        insert(incident).values(
+                            id=str(uuid.uuid4()),
+                            instance_id=row.instance_id,
+                            task_id=None,
+                            element_id=row.envelope.get("from_element"),
+                            error_type=type(exc).__name__,
+                            message=f"message '{row.message_name}' could not be delivered: {exc.message}"[
+                                :4000
+                            ],
+                            state="open",
+                            created_at=self.now(),
+                        )
+                    )
                 continue
             except Exception as exc:
                 with unit_of_work(self.db) as conn:
-                    conn.execute(update(outbox).where(outbox.c.id == row.id).values(
-                        attempts=row.attempts + 1, last_error=str(exc)[:4000]))
+                    conn.execute(
+                        update(outbox)
+                        .where(outbox.c.id == row.id)
+                        .values(attempts=row.attempts + 1, last_error=str(exc)[:4000])
+                    )
                 break
             with unit_of_work(self.db) as conn:
-                conn.execute(update(outbox).where(outbox.c.id == row.id).values(
-                    sent_at=self.now(), attempts=row.attempts + 1))
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row.id)
+                    .values(sent_at=self.now(), attempts=row.attempts + 1)
+                )
             sent += 1
         return sent
 
@@ -1107,16 +1658,27 @@ class _Row:
 
 
 def _record_processed(conn: Connection, message_id: str, result: dict[str, Any], now: datetime) -> None:
-    summary = {"message_id": message_id, "buffered": False,
-               "instances": [{"id": r.get("id"), "state": r.get("state")} for r in result.get("instances", [])]}
+    summary = {
+        "message_id": message_id,
+        "buffered": False,
+        "instances": [{"id": r.get("id"), "state": r.get("state")} for r in result.get("instances", [])],
+    }
     if "delivered_from_buffer" in result:
-        summary = {"message_id": message_id, "buffered": False,
-                   "instances": [{"id": result["delivered_from_buffer"]}]}
+        summary = {
+            "message_id": message_id,
+            "buffered": False,
+            "instances": [{"id": result["delivered_from_buffer"]}],
+        }
     conn.execute(insert(processed_message).values(message_id=message_id, result=summary, processed_at=now))
 
 
-def _matches(expected: Mapping[str, Any], instance_business_key: str | None, instance_variables: Any,
-             business_key: str | None, keys: Mapping[str, Any]) -> bool:
+def _matches(
+    expected: Mapping[str, Any],
+    instance_business_key: str | None,
+    instance_variables: Any,
+    business_key: str | None,
+    keys: Mapping[str, Any],
+) -> bool:
     """Strict correlation: every key the receiver declares must be given and equal; a given key the receiver
     does not declare must equal the receiver's variable of that name; a given business key must equal."""
     if business_key is not None and business_key != instance_business_key:

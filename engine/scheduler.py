@@ -18,8 +18,9 @@ log = logging.getLogger("caseflow.scheduler")
 
 
 class Scheduler:
-    def __init__(self, engine: Engine, publish: Callable[[dict[str, Any]], None] | None,
-                 interval_s: float = 0.2) -> None:
+    def __init__(
+        self, engine: Engine, publish: Callable[[dict[str, Any]], None] | None, interval_s: float = 0.2
+    ) -> None:
         self.engine = engine
         self.publish = publish
         self.interval_s = interval_s
@@ -51,7 +52,7 @@ class Scheduler:
                     pass
                 self.last_error = None
                 wait = self._sleep_for()
-            except Exception as exc:  # noqa: BLE001 - the loop must survive a database outage
+            except Exception as exc:
                 self.last_error = str(exc)
                 log.exception("scheduler pass failed; retrying")
                 wait = 1.0

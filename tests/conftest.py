@@ -48,7 +48,7 @@ def require_postgres() -> str:
         with probe.connect() as conn:
             conn.execute(text("select 1"))
         probe.dispose()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         message = f"PostgreSQL is not reachable at {PG_URL}: {exc.__class__.__name__}"
         if IN_CI:
             pytest.fail(message + " (CI=true: PostgreSQL tests must run)")

@@ -57,7 +57,7 @@ def _worker(url: str, schema: str, role: str, jobs: Any, results: Any, barrier: 
             results.put((role, "won", None))
         except CaseflowError as exc:
             results.put((role, exc.status, exc.code))
-        except Exception as exc:  # noqa: BLE001 - reported to the test as a failure
+        except Exception as exc:
             results.put((role, "crash", f"{type(exc).__name__}: {exc}"))
     db.dispose()
 
@@ -74,8 +74,10 @@ def test_complete_and_correlate_race(pg_schema: tuple[str, str]) -> None:
     barrier = ctx.Barrier(2)
     results = ctx.Queue()
     queues = {role: ctx.Queue() for role in ("complete", "correlate")}
-    workers = [ctx.Process(target=_worker, args=(url, schema, role, queues[role], results, barrier))
-               for role in queues]
+    workers = [
+        ctx.Process(target=_worker, args=(url, schema, role, queues[role], results, barrier))
+        for role in queues
+    ]
     for w in workers:
         w.start()
     outcomes: dict[str, int] = {"complete": 0, "correlate": 0}
@@ -109,8 +111,9 @@ def _assert_consistent(engine: Engine, instance_id: str, task_id: str, winner: s
     with read_only(engine.db) as conn:
         inst = conn.execute(select(process_instance).where(process_instance.c.id == instance_id)).one()
         review = conn.execute(select(task).where(task.c.id == task_id)).one()
-        waiting = conn.execute(select(message_subscription)
-                               .where(message_subscription.c.instance_id == instance_id)).all()
+        waiting = conn.execute(
+            select(message_subscription).where(message_subscription.c.instance_id == instance_id)
+        ).all()
     assert inst.state == "completed"
     assert inst.revision == 1
     assert not waiting

@@ -39,8 +39,11 @@ def test_run_once_fires_a_timer_and_relays_the_message_it_throws(engine: Engine,
     deploy_b(engine, SENDER, RECEIVER)
     receiver = engine.start(key="notice_receiver", business_key="R-AJ-9", variables={"case_no": "AJ-9"})
     other = engine.start(key="notice_receiver", business_key="R-AJ-10", variables={"case_no": "AJ-10"})
-    sender = engine.start(key="notice_sender", business_key="S-AJ-9",
-                          variables={"case_no": "AJ-9", "deadline_days": 15, "inspector": "钱七"})
+    sender = engine.start(
+        key="notice_sender",
+        business_key="S-AJ-9",
+        variables={"case_no": "AJ-9", "deadline_days": 15, "inspector": "钱七"},
+    )
     scheduler = Scheduler(engine, publish=engine.receive)
 
     clock.advance(minutes=59)
@@ -65,8 +68,14 @@ def test_run_once_fires_a_timer_and_relays_the_message_it_throws(engine: Engine,
 
 def test_run_once_expires_buffered_messages_into_incidents(engine: Engine, clock: ManualClock) -> None:
     scheduler = Scheduler(engine, publish=engine.receive)
-    answer = engine.correlate("催告回执", business_key="AJ-404", correlation_keys={"case_no": "AJ-404"},
-                              variables={"signed": True}, message_id="receipt-404", ttl_seconds=600)
+    answer = engine.correlate(
+        "催告回执",
+        business_key="AJ-404",
+        correlation_keys={"case_no": "AJ-404"},
+        variables={"signed": True},
+        message_id="receipt-404",
+        ttl_seconds=600,
+    )
     assert answer["buffered"] is True
     assert len(_buffered(engine)) == 1
 

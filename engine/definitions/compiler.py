@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 import sys
-from datetime import UTC as _UTC
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC as _UTC
 from typing import Any
 
 from lxml import etree
@@ -36,7 +36,13 @@ from engine.definitions.specs import (
 )
 from engine.definitions.xml import DEFAULT_MAX_BYTES, parse_xml
 from engine.errors import InvalidModel
-from engine.lang.iso8601 import TimerValueError, looks_like_iso8601, parse_cycle, parse_datetime, parse_duration
+from engine.lang.iso8601 import (
+    TimerValueError,
+    looks_like_iso8601,
+    parse_cycle,
+    parse_datetime,
+    parse_duration,
+)
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
@@ -134,8 +140,12 @@ def _model_error(exc: BaseException, lines: _Lines, fallback_resource: str | Non
     message = exc.args[0] if exc.args else type(exc).__name__
     if not isinstance(message, str):
         message = repr(message)
-    return InvalidModel(_clean(message), resource=resource or getattr(exc, "file_name", None) or fallback_resource,
-                        line=line if isinstance(line, int) else None, element_id=element_id)
+    return InvalidModel(
+        _clean(message),
+        resource=resource or getattr(exc, "file_name", None) or fallback_resource,
+        line=line if isinstance(line, int) else None,
+        element_id=element_id,
+    )
 
 
 def compile_resources(
@@ -163,7 +173,7 @@ def compile_resources(
             continue
         try:
             parser.add_dmn_xml(root, filename=name)
-        except Exception as exc:  # noqa: BLE001 - library errors become model errors naming the resource
+        except Exception as exc:
             raise _model_error(exc, lines, name) from None
         if name in own_names:
             decisions.extend(d.get("id") for d in root.iter(f"{{{root.nsmap.get(None, '')}}}decision"))
@@ -178,7 +188,7 @@ def compile_resources(
                     own_process_ids[proc.get("id")] = name
         try:
             parser.add_bpmn_xml(root, filename=name)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _model_error(exc, lines, name) from None
 
     if not own_process_ids and not decisions:
@@ -207,7 +217,8 @@ def _refuse_listeners(root: etree._Element, resource: str) -> None:
             raise InvalidModel(
                 f"camunda:{tag} runs Java or script code on engine events, which caseflow does not do; move "
                 "the work into a service task (an external job) or a script task",
-                resource=resource, line=node.sourceline,
+                resource=resource,
+                line=node.sourceline,
                 element_id=owner.get("id") if owner is not None else None,
             )
 
@@ -219,14 +230,16 @@ def _compile_process(
         spec = parser.get_spec(process_id)
         subprocess_specs = parser.get_subprocess_specs(process_id)
     except RecursionError:
-        raise InvalidModel("the process nests or calls itself without end", resource=resource,
-                           element_id=process_id) from None
-    except Exception as exc:  # noqa: BLE001
+        raise InvalidModel(
+            "the process nests or calls itself without end", resource=resource, element_id=process_id
+        ) from None
+    except Exception as exc:
         raise _model_error(exc, lines, resource) from None
     missing = [name for name, sub in subprocess_specs.items() if sub is None]
     if missing:
-        raise InvalidModel(f"called process '{missing[0]}' is not deployed", resource=resource,
-                           element_id=process_id)
+        raise InvalidModel(
+            f"called process '{missing[0]}' is not deployed", resource=resource, element_id=process_id
+        )
     message_starts: list[str] = []
     timer_starts: list[TimerStart] = []
     for task_spec in _all_task_specs(spec, subprocess_specs):
@@ -265,9 +278,11 @@ def _check_task_spec(task_spec: Any, lines: _Lines, checkers: Checkers) -> None:
             return
         try:
             (checkers.script if script else checkers.expression)(text)
-        except Exception as exc:  # noqa: BLE001 - the evaluator's errors explain themselves
+        except Exception as exc:
             resource, line = lines.locate(element_id)
-            raise InvalidModel(f"{what}: {exc}", resource=resource, line=line, element_id=element_id) from None
+            raise InvalidModel(
+                f"{what}: {exc}", resource=resource, line=line, element_id=element_id
+            ) from None
 
     if isinstance(task_spec, MultiChoice):
         for condition, _target in task_spec.cond_task_specs:
@@ -290,14 +305,18 @@ def _check_task_spec(task_spec: Any, lines: _Lines, checkers: Checkers) -> None:
             for mapping in mappings or ():
                 check(mapping.expression, mapping.describe(direction))
     if isinstance(task_spec, LocalVariablesMixin):
-        for kind, parameters in (("inputParameter", task_spec.input_parameters),
-                                 ("outputParameter", task_spec.output_parameters)):
+        for kind, parameters in (
+            ("inputParameter", task_spec.input_parameters),
+            ("outputParameter", task_spec.output_parameters),
+        ):
             for parameter in parameters:
                 for text in parameter.value.expressions():
                     check(text, f"camunda:{kind} '{parameter.name}'")
     definition = getattr(task_spec, "event_definition", None)
     definitions = (
-        list(definition.event_definitions) if isinstance(definition, MultipleEventDefinition) else [definition]
+        list(definition.event_definitions)
+        if isinstance(definition, MultipleEventDefinition)
+        else [definition]
     )
     for item in definitions:
         if isinstance(item, CaseflowTimerMixin):
@@ -312,20 +331,29 @@ def _check_task_spec(task_spec: Any, lines: _Lines, checkers: Checkers) -> None:
             check(item.expression, "condition")
 
 
-def _check_timer(timer: Any, check: Callable[[str | None, str], None], lines: _Lines, element_id: str | None) -> None:
+def _check_timer(
+    timer: Any, check: Callable[[str | None, str], None], lines: _Lines, element_id: str | None
+) -> None:
     text = timer.expression.strip()
     if _CRON.match(text):
         resource, line = lines.locate(element_id)
         raise InvalidModel(
             f"timer: '{text}' is a cron expression, which caseflow does not support; use ISO 8601: a date "
             "(2026-03-01T09:00:00+08:00), a duration (PT5M) or a cycle (R/PT5M, R5/2026-03-01T09:00:00Z/P1D)",
-            resource=resource, line=line, element_id=element_id)
+            resource=resource,
+            line=line,
+            element_id=element_id,
+        )
     if not looks_like_iso8601(text):
         if _ISO_ATTEMPT.match(text):
             # 'PT1X' or 'R3/PT' is a mistyped ISO 8601 value, not a variable name to look up at run time.
             resource, line = lines.locate(element_id)
-            raise InvalidModel(f"timer: '{text}' is not a valid ISO 8601 date, duration or cycle",
-                               resource=resource, line=line, element_id=element_id)
+            raise InvalidModel(
+                f"timer: '{text}' is not a valid ISO 8601 date, duration or cycle",
+                resource=resource,
+                line=line,
+                element_id=element_id,
+            )
         check(text, "timer")
         return
     try:
@@ -340,7 +368,9 @@ def _check_timer(timer: Any, check: Callable[[str | None, str], None], lines: _L
         raise InvalidModel(f"timer: {exc}", resource=resource, line=line, element_id=element_id) from None
 
 
-def _refuse_recursive_calls(processes: dict[str, ProcessModel], parser: CaseflowParser, lines: _Lines) -> None:
+def _refuse_recursive_calls(
+    processes: dict[str, ProcessModel], parser: CaseflowParser, lines: _Lines
+) -> None:
     graph: dict[str, list[tuple[str, str]]] = {}
     for model in processes.values():
         for name, spec in [(model.key, model.spec), *model.subprocess_specs.items()]:
@@ -361,7 +391,9 @@ def _refuse_recursive_calls(processes: dict[str, ProcessModel], parser: Caseflow
                 raise InvalidModel(
                     f"call activity calls '{target}', which (directly or indirectly) calls back into it; "
                     "recursive calls are refused because they never end",
-                    resource=resource, line=line, element_id=element_id,
+                    resource=resource,
+                    line=line,
+                    element_id=element_id,
                 )
             if state.get(target) is None:
                 visit(target)
@@ -419,17 +451,19 @@ def _try_instantiate(model: ProcessModel, lines: _Lines) -> None:
         raise InvalidModel(
             "the sequence flows form a loop that passes no gateway; route the loop through an exclusive "
             "gateway",
-            resource=resource or model.resource, line=line, element_id=element_id or model.key,
+            resource=resource or model.resource,
+            line=line,
+            element_id=element_id or model.key,
         ) from None
     except ValidationException as exc:
         raise _model_error(exc, lines, model.resource) from None
-    except Exception as exc:  # noqa: BLE001
-        raise InvalidModel(f"cannot be instantiated: {_clean(str(exc))}", resource=model.resource,
-                           element_id=model.key) from None
+    except Exception as exc:
+        raise InvalidModel(
+            f"cannot be instantiated: {_clean(str(exc))}", resource=model.resource, element_id=model.key
+        ) from None
     finally:
         sys.setrecursionlimit(limit)
 
 
 def is_subworkflow(task_spec: Any) -> bool:
     return isinstance(task_spec, SubWorkflowTask)
-

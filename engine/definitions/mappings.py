@@ -107,8 +107,9 @@ class VariableMapping:
         return f"camunda:{direction} '{self.target}' (source '{self.source}')"
 
 
-def map_variables(mappings: tuple[VariableMapping, ...], task: Any, direction: str,
-                  supplied: dict[str, Any] | None = None) -> dict[str, Any]:
+def map_variables(
+    mappings: tuple[VariableMapping, ...], task: Any, direction: str, supplied: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The variables ``mappings`` produce from ``task``'s data; ``supplied`` values take precedence."""
     engine = task.workflow.script_engine
     scope = {**task.data, **(supplied or {})}
@@ -129,9 +130,15 @@ def map_variables(mappings: tuple[VariableMapping, ...], task: Any, direction: s
 class CaseflowCallActivity(CallActivity):  # type: ignore[misc]
     """A call activity honouring ``camunda:in`` / ``camunda:out`` (None: not declared, everything flows)."""
 
-    def __init__(self, wf_spec: Any, bpmn_id: str, subworkflow_spec: Any,
-                 in_mappings: tuple[VariableMapping, ...] | None = None,
-                 out_mappings: tuple[VariableMapping, ...] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        wf_spec: Any,
+        bpmn_id: str,
+        subworkflow_spec: Any,
+        in_mappings: tuple[VariableMapping, ...] | None = None,
+        out_mappings: tuple[VariableMapping, ...] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(wf_spec, bpmn_id, subworkflow_spec, **kwargs)
         self.in_mappings = in_mappings
         self.out_mappings = out_mappings
@@ -243,7 +250,8 @@ class LocalVariablesMixin:
             try:
                 # Later parameters see the earlier ones.
                 values[parameter.name] = parameter.value.resolve(
-                    lambda text: engine.evaluate(my_task, text, values))
+                    lambda text: engine.evaluate(my_task, text, values)
+                )
             except Exception as exc:
                 error = _mapping_error(f"camunda:inputParameter '{parameter.name}'", exc)
                 raise _arm_failed(my_task, error) from None

@@ -10,7 +10,7 @@ parser ignores (``camunda:candidateGroups``, ``candidateUsers``, ``assignee``, `
 from __future__ import annotations
 
 import re
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.event_parsers import (
@@ -119,7 +119,8 @@ class CaseflowEventParserMixin(EventDefinitionParser):  # type: ignore[misc]
             if message is None:
                 raise ValidationException(
                     f"messageRef '{message_ref}' names no <message> in this file",
-                    node=self.node, file_name=self.filename,
+                    node=self.node,
+                    file_name=self.filename,
                 )
             # A message's name is optional in BPMN: fall back to its id.
             name = message.get("name") or message.get("id")
@@ -221,7 +222,9 @@ class _CamundaLoopMixin(CamundaTaskParser):  # type: ignore[misc]
                 raise ValidationException(
                     f"camunda:collection '{text}' must name the variable that holds the collection "
                     "(reviewers or ${reviewers}); compute the collection into a variable first",
-                    node=self.node, file_name=self.filename)
+                    node=self.node,
+                    file_name=self.filename,
+                )
             loop_characteristics.set(attribute, name)
         super()._add_multiinstance_task(loop_characteristics)
         # Same state, one method more (see _CollectionMerge): swapping the class of the fresh spec keeps the
@@ -248,8 +251,9 @@ class _UserTaskParser(_CamundaLoopMixin, UserTaskParser):  # type: ignore[misc]
             form_key=_ext(node, "formKey"),
             priority=priority,
         )
-        task = self.spec_class(self.spec, self.bpmn_id, form=form, assignment=assignment,
-                               **self.bpmn_attributes)
+        task = self.spec_class(
+            self.spec, self.bpmn_id, form=form, assignment=assignment, **self.bpmn_attributes
+        )
         return _with_local_variables(self, task)
 
 
@@ -293,8 +297,14 @@ class _CallActivityParser(_CamundaLoopMixin, CallActivityParser):  # type: ignor
             # As in Camunda 7: once a call activity maps variables, each direction carries only what it maps
             # (a confidential clue neither leaks into the called process nor comes back unasked).
             ins, outs = ins or (), outs or ()
-        return self.spec_class(self.spec, self.bpmn_id, subworkflow_spec=subworkflow_spec,
-                               in_mappings=ins, out_mappings=outs, **self.bpmn_attributes)
+        return self.spec_class(
+            self.spec,
+            self.bpmn_id,
+            subworkflow_spec=subworkflow_spec,
+            in_mappings=ins,
+            out_mappings=outs,
+            **self.bpmn_attributes,
+        )
 
     def _mappings(self, direction: str) -> tuple[VariableMapping, ...] | None:
         nodes = self.xpath(f"./bpmn:extensionElements/camunda:{direction}")
@@ -305,8 +315,9 @@ class _CallActivityParser(_CamundaLoopMixin, CallActivityParser):  # type: ignor
 
     def _mapping(self, node: Any, direction: str) -> VariableMapping | None:
         def refuse(reason: str) -> NoReturn:
-            raise ValidationException(f"camunda:{direction}: {reason}", node=self.node,
-                                      file_name=self.filename)
+            raise ValidationException(
+                f"camunda:{direction}: {reason}", node=self.node, file_name=self.filename
+            )
 
         def attribute(name: str) -> str | None:
             return (node.get(name) or "").strip() or None
@@ -350,8 +361,11 @@ def _with_local_variables(parser: Any, task: Any) -> Any:
             what = f"camunda:{kind}"
             name = (node.get("name") or "").strip()
             if not name.isidentifier():
-                raise ValidationException(f"{what} name '{name}' is not a variable name", node=parser.node,
-                                          file_name=parser.filename)
+                raise ValidationException(
+                    f"{what} name '{name}' is not a variable name",
+                    node=parser.node,
+                    file_name=parser.filename,
+                )
             parameter = Parameter(name, _parameter_content(parser, node, f"{what} '{name}'"))
             (inputs if kind == "inputParameter" else outputs).append(parameter)
     if not inputs and not outputs:
@@ -371,8 +385,9 @@ def _parameter_content(parser: Any, node: Any, what: str) -> ParameterValue:
             return ParameterValue("null")
         return ParameterValue("expression" if "${" in text or "#{" in text else "text", text)
     if len(children) > 1:
-        raise ValidationException(f"{what} holds more than one value", node=parser.node,
-                                  file_name=parser.filename)
+        raise ValidationException(
+            f"{what} holds more than one value", node=parser.node, file_name=parser.filename
+        )
     return _parameter_structure(parser, children[0], what)
 
 
@@ -397,9 +412,15 @@ def _parameter_structure(parser: Any, node: Any, what: str) -> ParameterValue:
         script_format = (node.get("scriptFormat") or "").strip()
         raise ValidationException(
             f"{what}: camunda:script (script format '{script_format}') is not supported: caseflow evaluates "
-            "only safe expressions; write the value as ${...}", node=parser.node, file_name=parser.filename)
-    raise ValidationException(f"{what}: <{etree.QName(node).localname}> is not a value caseflow understands",
-                              node=parser.node, file_name=parser.filename)
+            "only safe expressions; write the value as ${...}",
+            node=parser.node,
+            file_name=parser.filename,
+        )
+    raise ValidationException(
+        f"{what}: <{etree.QName(node).localname}> is not a value caseflow understands",
+        node=parser.node,
+        file_name=parser.filename,
+    )
 
 
 class _ScriptTaskParser(TaskParser):  # type: ignore[misc]
@@ -409,12 +430,14 @@ class _ScriptTaskParser(TaskParser):  # type: ignore[misc]
             raise ValidationException(
                 f"script format '{script_format}' is not supported: caseflow scripts are assignments of "
                 "safe expressions (scriptFormat 'python' or none)",
-                node=self.node, file_name=self.filename,
+                node=self.node,
+                file_name=self.filename,
             )
         scripts = self.xpath("./bpmn:script")
         if len(scripts) != 1:
-            raise ValidationException("a script task needs exactly one <script>", node=self.node,
-                                      file_name=self.filename)
+            raise ValidationException(
+                "a script task needs exactly one <script>", node=self.node, file_name=self.filename
+            )
         text = "".join(scripts[0].itertext())
         return self.spec_class(self.spec, self.bpmn_id, script=text, **self.bpmn_attributes)
 
@@ -436,15 +459,22 @@ class _BusinessRuleTaskParser(BusinessRuleTaskParser):  # type: ignore[misc]
         if mapping not in MAP_DECISION_RESULTS:
             raise ValidationException(
                 f"camunda:mapDecisionResult '{mapping}' is not one of {', '.join(MAP_DECISION_RESULTS)}",
-                node=self.node, file_name=self.filename)
+                node=self.node,
+                file_name=self.filename,
+            )
         engine = self.process_parser.parser.get_engine(self.get_decision_ref(self.node), self.node)
-        return self.spec_class(self.spec, self.bpmn_id, dmnEngine=engine,
-                               result_variable=(_ext(self.node, "resultVariable") or "").strip() or None,
-                               map_decision_result=mapping, **self.bpmn_attributes)
+        return self.spec_class(
+            self.spec,
+            self.bpmn_id,
+            dmnEngine=engine,
+            result_variable=(_ext(self.node, "resultVariable") or "").strip() or None,
+            map_decision_result=mapping,
+            **self.bpmn_attributes,
+        )
 
 
 class CaseflowParser(CamundaParser):  # type: ignore[misc]
-    OVERRIDE_PARSER_CLASSES = {
+    OVERRIDE_PARSER_CLASSES: ClassVar[dict[str, tuple[Any, Any]]] = {
         **CamundaParser.OVERRIDE_PARSER_CLASSES,
         full_tag("userTask"): (_UserTaskParser, CaseflowUserTask),
         full_tag("serviceTask"): (_ServiceTaskParser, ExternalServiceTask),
@@ -473,5 +503,7 @@ class CaseflowParser(CamundaParser):  # type: ignore[misc]
             policy = f"{table.hit_policy} {aggregation}" if aggregation else table.hit_policy
             raise ValidationException(
                 f"decision '{decision_ref}' has hit policy {policy}, which caseflow does not support; use "
-                "UNIQUE, FIRST, ANY or COLLECT without aggregation", node=node)
+                "UNIQUE, FIRST, ANY or COLLECT without aggregation",
+                node=node,
+            )
         return CaseflowDMNEngine(table)

@@ -73,8 +73,9 @@ class Assignment:
 
 
 class CaseflowUserTask(UserTask):  # type: ignore[misc]
-    def __init__(self, wf_spec: Any, bpmn_id: str, form: Any, assignment: Assignment | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, wf_spec: Any, bpmn_id: str, form: Any, assignment: Assignment | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(wf_spec, bpmn_id, form, **kwargs)
         self.assignment = assignment or Assignment()
 
@@ -143,8 +144,10 @@ def _timer_failed(definition: TimerEventDefinition, my_task: Any, exc: Exception
     my_task.internal_data[WAIT_FAILED] = True
     my_task._set_state(TaskState.ERROR)
     error = WorkflowTaskException(
-        f"timer '{my_task.task_spec.bpmn_id}' ({definition.expression}): {text}", task=my_task,
-        exception=cause if isinstance(cause, Exception) else exc)
+        f"timer '{my_task.task_spec.bpmn_id}' ({definition.expression}): {text}",
+        task=my_task,
+        exception=cause if isinstance(cause, Exception) else exc,
+    )
     error.__cause__ = cause
     return error
 
@@ -365,8 +368,13 @@ class CaseflowBoundaryEvent(BoundaryEvent):  # type: ignore[misc]
 class AddressedMessage(BpmnEvent):  # type: ignore[misc]
     """A message the engine has already correlated: only the listed waiting tasks may catch it."""
 
-    def __init__(self, event_definition: Any, payload: dict[str, Any], task_ids: set[Any],
-                 correlations: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        event_definition: Any,
+        payload: dict[str, Any],
+        task_ids: set[Any],
+        correlations: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(event_definition, payload, correlations or {})
         self.task_ids = task_ids
 
@@ -378,8 +386,14 @@ class CaseflowMessageEventDefinition(MessageEventDefinition):  # type: ignore[mi
     expression); correlation properties carry retrieval expressions evaluated by the safe evaluator.
     """
 
-    def __init__(self, name: str, correlation_properties: list[CorrelationProperty] | None = None,
-                 payload: list[tuple[str, str]] | None = None, to: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        correlation_properties: list[CorrelationProperty] | None = None,
+        payload: list[tuple[str, str]] | None = None,
+        to: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(name, correlation_properties or [], **kwargs)
         self.payload = payload or []
         self.to = to
@@ -406,7 +420,7 @@ class CaseflowMessageEventDefinition(MessageEventDefinition):  # type: ignore[mi
                 continue
             try:
                 keys[prop.name] = engine.evaluate(my_task, prop.retrieval_expression)
-            except Exception:  # noqa: BLE001 - an unresolved key makes the subscription unmatched, not broken
+            except Exception:
                 keys[prop.name] = _UNRESOLVED
         return keys
 
@@ -414,7 +428,8 @@ class CaseflowMessageEventDefinition(MessageEventDefinition):  # type: ignore[mi
         engine = my_task.workflow.script_engine
         payload = {target: engine.evaluate(my_task, expr) for target, expr in self.payload}
         correlations = {
-            prop.name: engine.evaluate(my_task, prop.retrieval_expression) for prop in self.correlation_properties
+            prop.name: engine.evaluate(my_task, prop.retrieval_expression)
+            for prop in self.correlation_properties
         }
         target = engine.evaluate(my_task, self.to) if self.to else None
         event = BpmnEvent(self, payload=payload, correlations=correlations)
@@ -490,7 +505,8 @@ class CaseflowDMNEngine(DMNEngine):  # type: ignore[misc]
         if table.hit_policy == "UNIQUE" and len(rules) > 1:
             numbers = ", ".join(str(rule.row_number) for rule in rules)
             raise WorkflowTaskException(
-                f"decision table '{table.id}' has hit policy UNIQUE but rules {numbers} all match", task=task)
+                f"decision table '{table.id}' has hit policy UNIQUE but rules {numbers} all match", task=task
+            )
         if table.hit_policy in ("UNIQUE", "FIRST", "ANY"):
             return rules[:1]
         return rules
@@ -525,8 +541,9 @@ def map_decision_result(results: list[dict[str, Any]], mapping: str, decision: s
             raise ValueError(f"decision '{decision}': collectEntries needs exactly one output per rule")
         return [next(iter(r.values())) for r in results if r]
     if len(results) > 1:
-        raise ValueError(f"decision '{decision}': {mapping} needs at most one matching rule, "
-                         f"got {len(results)}")
+        raise ValueError(
+            f"decision '{decision}': {mapping} needs at most one matching rule, got {len(results)}"
+        )
     if not results:
         return None
     if mapping == "singleEntry":
@@ -541,8 +558,14 @@ class CaseflowBusinessRuleTask(BusinessRuleTask):  # type: ignore[misc]
     mapped by ``camunda:mapDecisionResult`` as in Camunda. Without it the outputs become variables (the
     library's way)."""
 
-    def __init__(self, wf_spec: Any, bpmn_id: str, result_variable: str | None = None,
-                 map_decision_result: str = "resultList", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        wf_spec: Any,
+        bpmn_id: str,
+        result_variable: str | None = None,
+        map_decision_result: str = "resultList",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(wf_spec, bpmn_id, **kwargs)  # the library's dmnEngine keyword passes through
         self.result_variable = result_variable
         self.map_decision_result = map_decision_result
@@ -575,8 +598,13 @@ class _CollectionMerge:
         if self.data_output is not None and self.output_item is not None:
             parent = child.parent
             local = {self.output_item.bpmn_id, self.data_output.bpmn_id}
-            parent.data.update({k: v for k, v in child.data.items()
-                                if k not in local and (k not in parent.data or parent.data[k] != v)})
+            parent.data.update(
+                {
+                    k: v
+                    for k, v in child.data.items()
+                    if k not in local and (k not in parent.data or parent.data[k] != v)
+                }
+            )
         super().merge_child(workflow, child)  # type: ignore[misc]
 
 

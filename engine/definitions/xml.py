@@ -53,7 +53,5 @@ def parse_xml(content: bytes, resource: str, max_bytes: int = DEFAULT_MAX_BYTES)
         )
     for node in root.iter():
         if isinstance(node, etree._Entity):
-            raise InvalidModel(
-                "entity references are not allowed", resource=resource, line=node.sourceline
-            )
+            raise InvalidModel("entity references are not allowed", resource=resource, line=node.sourceline)
     return root

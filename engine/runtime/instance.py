@@ -168,7 +168,7 @@ class Runtime:
             workflow.do_engine_steps()
         except RecursionError as exc:
             raise IncidentRaised(None, None, "the process recursed too deeply", "RecursionError") from exc
-        except Exception as exc:  # noqa: BLE001 - any library or model error stops the instance as an incident
+        except Exception as exc:
             raise _task_error(exc, workflow) from exc
 
     def start_timer_fired(self, workflow: Any, element_id: str) -> None:
@@ -181,7 +181,7 @@ class Runtime:
     def refresh_timers(self, workflow: Any) -> None:
         try:
             workflow.refresh_timers()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _task_error(exc, workflow) from exc
         self.run(workflow)
 
@@ -198,13 +198,17 @@ class Runtime:
         task.set_data(**variables)
         try:
             task.run()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _task_error(exc, workflow) from exc
         self.run(workflow)
 
     def complete_job(self, workflow: Any, task_id: str, variables: dict[str, Any]) -> None:
         task = self.find_task(workflow, task_id)
-        if task is None or task.state != TaskState.STARTED or not isinstance(task.task_spec, ExternalServiceTask):
+        if (
+            task is None
+            or task.state != TaskState.STARTED
+            or not isinstance(task.task_spec, ExternalServiceTask)
+        ):
             raise LookupError(task_id)
         task.set_data(**variables)
         try:
@@ -213,18 +217,27 @@ class Runtime:
             raise _task_error(exc, workflow) from exc
         self.run(workflow)
 
-    def deliver(self, workflow: Any, task_ids: Iterable[str], name: str, payload: dict[str, Any],
-                correlation: dict[str, Any]) -> int:
+    def deliver(
+        self,
+        workflow: Any,
+        task_ids: Iterable[str],
+        name: str,
+        payload: dict[str, Any],
+        correlation: dict[str, Any],
+    ) -> int:
         ids = {UUID(t) for t in task_ids}
         definition = CaseflowMessageEventDefinition(name)
         event = AddressedMessage(definition, payload, ids, correlation)
-        catching = [t for t in list(workflow.event_manager.tasks.values()) if t.id in ids
-                    and t.task_spec.catches(t, event)]
+        catching = [
+            t
+            for t in list(workflow.event_manager.tasks.values())
+            if t.id in ids and t.task_spec.catches(t, event)
+        ]
         try:
             for task in catching:
                 task.task_spec.catch(task, event)
                 task.task_spec._update(task)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _task_error(exc, workflow) from exc
         self.run(workflow)
         return len(catching)
@@ -267,13 +280,15 @@ class Runtime:
         for event in workflow.get_events():
             definition = event.event_definition
             if isinstance(definition, CaseflowMessageEventDefinition):
-                out.append(OutgoingMessage(
-                    name=definition.name,
-                    payload=dict(event.payload or {}),
-                    correlations=dict(event.correlations or {}),
-                    to=getattr(event, "target_agency", None),
-                    source_element=getattr(event, "source_element", None),
-                ))
+                out.append(
+                    OutgoingMessage(
+                        name=definition.name,
+                        payload=dict(event.payload or {}),
+                        correlations=dict(event.correlations or {}),
+                        to=getattr(event, "target_agency", None),
+                        source_element=getattr(event, "source_element", None),
+                    )
+                )
         return out
 
     def waits_for_messages(self, workflow: Any) -> bool:
@@ -296,8 +311,9 @@ class Runtime:
 
     def project(self, workflow: Any) -> Projection:
         projection = Projection(completed=bool(workflow.is_completed()))
-        for task in workflow.get_tasks(state=TaskState.READY | TaskState.STARTED | TaskState.WAITING
-                                       | TaskState.ERROR):
+        for task in workflow.get_tasks(
+            state=TaskState.READY | TaskState.STARTED | TaskState.WAITING | TaskState.ERROR
+        ):
             spec = task.task_spec
             element_id = getattr(spec, "bpmn_id", None)
             if element_id is None:
@@ -325,7 +341,9 @@ class Runtime:
     def _waits(self, task: Any, projection: Projection) -> None:
         spec = task.task_spec
         definition = spec.event_definition
-        items = definition.event_definitions if isinstance(definition, MultipleEventDefinition) else [definition]
+        items = (
+            definition.event_definitions if isinstance(definition, MultipleEventDefinition) else [definition]
+        )
         for index, item in enumerate(items):
             # An event-based gateway waits for its catch events itself (the library moves their definitions
             # onto the gateway, in the order of its outgoing flows): report the catch event the wait is for.
@@ -335,10 +353,15 @@ class Runtime:
             if isinstance(item, CaseflowMessageEventDefinition):
                 expected = item.expected_correlation(task)
                 matchable = not any(is_unresolved(v) for v in expected.values())
-                projection.subscriptions.append(SubscriptionView(
-                    str(task.id), element_id, item.name,
-                    {k: v for k, v in expected.items() if not is_unresolved(v)}, matchable,
-                ))
+                projection.subscriptions.append(
+                    SubscriptionView(
+                        str(task.id),
+                        element_id,
+                        item.name,
+                        {k: v for k, v in expected.items() if not is_unresolved(v)},
+                        matchable,
+                    )
+                )
             elif isinstance(item, CaseflowTimerMixin):
                 due = item.due_at(task)
                 if due is not None and not task.internal_data.get(f"timer:{item.name}:fired"):
@@ -367,19 +390,33 @@ class Runtime:
             users.extend(value if isinstance(value, list) else [str(value)])
         assignee = self._dynamic(task, assignment.assignee)
         return UserTaskView(
-            id=str(task.id), element_id=spec.bpmn_id, name=spec.bpmn_name, lane=spec.lane,
-            candidate_groups=groups, candidate_users=users,
-            assignee=str(assignee) if assignee else None, due_at=self._due(task, assignment.due_date),
+            id=str(task.id),
+            element_id=spec.bpmn_id,
+            name=spec.bpmn_name,
+            lane=spec.lane,
+            candidate_groups=groups,
+            candidate_users=users,
+            assignee=str(assignee) if assignee else None,
+            due_at=self._due(task, assignment.due_date),
             form_key=assignment.form_key or (spec.form.key if getattr(spec, "form", None) else None),
-            priority=assignment.priority, documentation=spec.documentation,
+            priority=assignment.priority,
+            documentation=spec.documentation,
         )
 
     def _plain_manual_task(self, task: Any) -> UserTaskView:
         spec = task.task_spec
         return UserTaskView(
-            id=str(task.id), element_id=spec.bpmn_id, name=spec.bpmn_name, lane=spec.lane,
-            candidate_groups=[spec.lane] if spec.lane else [], candidate_users=[], assignee=None,
-            due_at=None, form_key=None, priority=50, documentation=spec.documentation,
+            id=str(task.id),
+            element_id=spec.bpmn_id,
+            name=spec.bpmn_name,
+            lane=spec.lane,
+            candidate_groups=[spec.lane] if spec.lane else [],
+            candidate_users=[],
+            assignee=None,
+            due_at=None,
+            form_key=None,
+            priority=50,
+            documentation=spec.documentation,
         )
 
     def _due(self, task: Any, text: str | None) -> datetime | None:

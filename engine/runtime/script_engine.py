@@ -25,13 +25,15 @@ class _SafeEnvironment:
         self.evaluator = evaluator
         self.globals: dict[str, Any] = {}
 
-    def evaluate(self, expression: str, context: Mapping[str, Any],
-                 external_context: Mapping[str, Any] | None = None) -> Any:
+    def evaluate(
+        self, expression: str, context: Mapping[str, Any], external_context: Mapping[str, Any] | None = None
+    ) -> Any:
         scope = ChainMap(dict(external_context or {}), dict(context)) if external_context else context
         return self.evaluator.evaluate(expression, scope)
 
-    def execute(self, script: str, context: dict[str, Any],
-                external_context: Mapping[str, Any] | None = None) -> bool:
+    def execute(
+        self, script: str, context: dict[str, Any], external_context: Mapping[str, Any] | None = None
+    ) -> bool:
         self.evaluator.execute_script(script, context)
         return True
 
@@ -40,8 +42,12 @@ class _SafeEnvironment:
 
 
 class SafeScriptEngine(PythonScriptEngine):  # type: ignore[misc]
-    def __init__(self, clock: Callable[[], datetime], timezone: tzinfo,
-                 functions: Mapping[str, Callable[..., Any]] | None = None) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], datetime],
+        timezone: tzinfo,
+        functions: Mapping[str, Callable[..., Any]] | None = None,
+    ) -> None:
         self._clock = clock
         self._timezone = timezone
         self.evaluator = Evaluator({"now": clock, **(functions or {})})

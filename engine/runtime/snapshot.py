@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.serializer.default.event_definition import TimerConditionalEventDefinitionConverter
 from SpiffWorkflow.bpmn.serializer.default.workflow import (
     BpmnEventConverter,
     BpmnSubWorkflowConverter,
@@ -23,10 +24,9 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import (
     WorkflowConverter,
 )
 from SpiffWorkflow.bpmn.serializer.helpers.encoder import create_encoder
+from SpiffWorkflow.bpmn.serializer.helpers.spec import EventDefinitionConverter
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.util.subworkflow import BpmnSubWorkflow
-from SpiffWorkflow.bpmn.serializer.default.event_definition import TimerConditionalEventDefinitionConverter
-from SpiffWorkflow.bpmn.serializer.helpers.spec import EventDefinitionConverter
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.deep_merge import DeepMerge
@@ -70,8 +70,12 @@ def encode_data(value: Any) -> Any:
     if kind is Decimal:
         return {"typename": "Decimal", "value": str(value)}
     if kind is timedelta:
-        return {"typename": "timedelta", "days": value.days, "seconds": value.seconds,
-                "microseconds": value.microseconds}
+        return {
+            "typename": "timedelta",
+            "days": value.days,
+            "seconds": value.seconds,
+            "microseconds": value.microseconds,
+        }
     if kind is range:
         return {"typename": "range", "start": value.start, "stop": value.stop, "step": value.step}
     raise TypeError(f"a variable of type {kind.__name__} cannot be stored")
@@ -139,9 +143,12 @@ class _AddressedMessageConverter(BpmnEventConverter):  # type: ignore[misc]
     """A delivered message an event-based gateway keeps in its ``seen_events``; its addressing is spent."""
 
     def from_dict(self, dct: dict[str, Any]) -> Any:
-        return AddressedMessage(self.registry.restore(dct["event_definition"]),
-                                self.registry.restore(dct["payload"]), set(),
-                                self.mapping_from_dict(dct["correlations"]))
+        return AddressedMessage(
+            self.registry.restore(dct["event_definition"]),
+            self.registry.restore(dct["payload"]),
+            set(),
+            self.mapping_from_dict(dct["correlations"]),
+        )
 
 
 def _registry() -> Any:
@@ -176,8 +183,9 @@ class SnapshotCodec:
     def dumps(self, workflow: Any) -> str:
         self.registry._encoder_mode = True
         try:
-            return json.dumps(self._as_dict(workflow), cls=self._encoder, separators=(",", ":"),
-                              ensure_ascii=False)
+            return json.dumps(
+                self._as_dict(workflow), cls=self._encoder, separators=(",", ":"), ensure_ascii=False
+            )
         finally:
             self.registry._encoder_mode = False
 
@@ -188,7 +196,9 @@ class SnapshotCodec:
         dct["format"] = FORMAT
         return dct
 
-    def loads(self, text: str | bytes, spec: Any, subprocess_specs: dict[str, Any], script_engine: Any) -> Any:
+    def loads(
+        self, text: str | bytes, spec: Any, subprocess_specs: dict[str, Any], script_engine: Any
+    ) -> Any:
         dct = json.loads(text)
         if dct.get("format") != FORMAT:
             raise ValueError(f"snapshot format {dct.get('format')!r} is not {FORMAT!r}")

@@ -23,12 +23,30 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def record_hash(stream: str, seq: int, at: datetime, actor: str | None, command: str, task_id: str | None,
-                element_id: str | None, details: dict[str, Any], prev_hash: str | None) -> str:
-    body = _canonical({
-        "stream": stream, "seq": seq, "at": _at(at), "actor": actor, "command": command,
-        "task_id": task_id, "element_id": element_id, "details": details, "prev": prev_hash,
-    })
+def record_hash(
+    stream: str,
+    seq: int,
+    at: datetime,
+    actor: str | None,
+    command: str,
+    task_id: str | None,
+    element_id: str | None,
+    details: dict[str, Any],
+    prev_hash: str | None,
+) -> str:
+    body = _canonical(
+        {
+            "stream": stream,
+            "seq": seq,
+            "at": _at(at),
+            "actor": actor,
+            "command": command,
+            "task_id": task_id,
+            "element_id": element_id,
+            "details": details,
+            "prev": prev_hash,
+        }
+    )
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -49,26 +67,38 @@ class Entry:
     details: dict[str, Any] | None = None
 
 
-def build_rows(stream: str, seq: int, head: str | None, entries: list[Entry]) -> tuple[list[dict[str, Any]], int,
-                                                                                      str | None]:
+def build_rows(
+    stream: str, seq: int, head: str | None, entries: list[Entry]
+) -> tuple[list[dict[str, Any]], int, str | None]:
     rows = []
     for entry in entries:
         seq += 1
         details = json.loads(_canonical(entry.details or {}))
-        digest = record_hash(stream, seq, entry.at, entry.actor, entry.command, entry.task_id,
-                             entry.element_id, details, head)
-        rows.append({
-            "stream": stream, "seq": seq, "at": entry.at, "actor": entry.actor, "command": entry.command,
-            "task_id": entry.task_id, "element_id": entry.element_id, "details": details,
-            "prev_hash": head, "hash": digest,
-        })
+        digest = record_hash(
+            stream, seq, entry.at, entry.actor, entry.command, entry.task_id, entry.element_id, details, head
+        )
+        rows.append(
+            {
+                "stream": stream,
+                "seq": seq,
+                "at": entry.at,
+                "actor": entry.actor,
+                "command": entry.command,
+                "task_id": entry.task_id,
+                "element_id": entry.element_id,
+                "details": details,
+                "prev_hash": head,
+                "hash": digest,
+            }
+        )
         head = digest
     return rows, seq, head
 
 
 def append_system(conn: Connection, entries: list[Entry]) -> None:
     row = conn.execute(
-        select(audit_stream.c.seq, audit_stream.c.head).where(audit_stream.c.stream == SYSTEM_STREAM)
+        select(audit_stream.c.seq, audit_stream.c.head)
+        .where(audit_stream.c.stream == SYSTEM_STREAM)
         .with_for_update()
     ).first()
     seq, head = (row.seq, row.head) if row else (0, None)
@@ -78,8 +108,11 @@ def append_system(conn: Connection, entries: list[Entry]) -> None:
         if row is None:
             conn.execute(insert(audit_stream).values(stream=SYSTEM_STREAM, seq=new_seq, head=new_head))
         else:
-            conn.execute(update(audit_stream).where(audit_stream.c.stream == SYSTEM_STREAM)
-                         .values(seq=new_seq, head=new_head))
+            conn.execute(
+                update(audit_stream)
+                .where(audit_stream.c.stream == SYSTEM_STREAM)
+                .values(seq=new_seq, head=new_head)
+            )
 
 
 @dataclass
@@ -117,8 +150,13 @@ def verify(conn: Connection, stream: str | None = None) -> tuple[int, list[Probl
         if seq is None:
             problems.append(Problem(name, None, "records exist for a stream with no head"))
         elif seq != expected_seq or head != prev:
-            problems.append(Problem(name, expected_seq, f"stream ends at record {expected_seq} but its head "
-                                                        f"says {seq}: records were removed"))
+            problems.append(
+                Problem(
+                    name,
+                    expected_seq,
+                    f"stream ends at record {expected_seq} but its head says {seq}: records were removed",
+                )
+            )
 
     for r in conn.execute(query):
         if r.stream != current:
@@ -131,10 +169,13 @@ def verify(conn: Connection, stream: str | None = None) -> tuple[int, list[Probl
             expected_seq = r.seq
         if r.prev_hash != prev:
             problems.append(Problem(r.stream, r.seq, "chain broken: previous hash does not match"))
-        digest = record_hash(r.stream, r.seq, r.at, r.actor, r.command, r.task_id, r.element_id, r.details,
-                             r.prev_hash)
+        digest = record_hash(
+            r.stream, r.seq, r.at, r.actor, r.command, r.task_id, r.element_id, r.details, r.prev_hash
+        )
         if digest != r.hash:
-            problems.append(Problem(r.stream, r.seq, "record was edited: its hash does not match its content"))
+            problems.append(
+                Problem(r.stream, r.seq, "record was edited: its hash does not match its content")
+            )
         prev = r.hash
     close(current)
     for name, (seq, _head) in heads.items():

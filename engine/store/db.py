@@ -58,8 +58,9 @@ def create_db_engine(url: str, *, pool_size: int = 10, schema: str | None = None
         connect_args["options"] = f"-csearch_path={schema}"
     # No pre-ping: it would cost a round trip per command. A connection that died with the server is detected
     # by the command that meets it (503, nothing changed) and the pool replaces it.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600,
-                         connect_args=connect_args)
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600, connect_args=connect_args
+    )
 
 
 @contextmanager

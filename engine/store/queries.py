@@ -40,14 +40,25 @@ def definitions(conn: Connection, key: str | None = None, latest_only: bool = Fa
         for r in rows:
             latest[r.key] = r
         rows = list(latest.values())
-    return [{"id": r.id, "key": r.key, "version": r.version, "name": r.name, "deployment_id": r.deployment_id,
-             "created_at": _iso(r.created_at)} for r in rows]
+    return [
+        {
+            "id": r.id,
+            "key": r.key,
+            "version": r.version,
+            "name": r.name,
+            "deployment_id": r.deployment_id,
+            "created_at": _iso(r.created_at),
+        }
+        for r in rows
+    ]
 
 
 def definition_xml(conn: Connection, definition_id: str) -> tuple[str, bytes]:
-    row = conn.execute(select(resource.c.name, resource.c.content)
-                       .join(process_definition, process_definition.c.resource_id == resource.c.id)
-                       .where(process_definition.c.id == definition_id)).first()
+    row = conn.execute(
+        select(resource.c.name, resource.c.content)
+        .join(process_definition, process_definition.c.resource_id == resource.c.id)
+        .where(process_definition.c.id == definition_id)
+    ).first()
     if row is None:
         raise NotFound(f"process definition '{definition_id}' does not exist", definition_id=definition_id)
     return row.name, row.content
@@ -55,9 +66,14 @@ def definition_xml(conn: Connection, definition_id: str) -> tuple[str, bytes]:
 
 def _instance_dict(r: Any, detail: bool = False) -> dict[str, Any]:
     out = {
-        "id": r.id, "definition_id": r.definition_id, "definition_key": r.definition_key,
-        "business_key": r.business_key, "state": r.state, "started_at": _iso(r.started_at),
-        "ended_at": _iso(r.ended_at), "revision": r.revision,
+        "id": r.id,
+        "definition_id": r.definition_id,
+        "definition_key": r.definition_key,
+        "business_key": r.business_key,
+        "state": r.state,
+        "started_at": _iso(r.started_at),
+        "ended_at": _iso(r.ended_at),
+        "revision": r.revision,
     }
     if detail:
         out["activities"] = r.active_elements
@@ -65,18 +81,36 @@ def _instance_dict(r: Any, detail: bool = False) -> dict[str, Any]:
     return out
 
 
-def instances(conn: Connection, *, key: str | None = None, business_key: str | None = None,
-              state: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    query = select(process_instance.c.id, process_instance.c.definition_id, process_instance.c.definition_key,
-                   process_instance.c.business_key, process_instance.c.state, process_instance.c.started_at,
-                   process_instance.c.ended_at, process_instance.c.revision)
+def instances(
+    conn: Connection,
+    *,
+    key: str | None = None,
+    business_key: str | None = None,
+    state: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    query = select(
+        process_instance.c.id,
+        process_instance.c.definition_id,
+        process_instance.c.definition_key,
+        process_instance.c.business_key,
+        process_instance.c.state,
+        process_instance.c.started_at,
+        process_instance.c.ended_at,
+        process_instance.c.revision,
+    )
     if key is not None:
         query = query.where(process_instance.c.definition_key == key)
     if business_key is not None:
         query = query.where(process_instance.c.business_key == business_key)
     if state is not None:
         query = query.where(process_instance.c.state == state)
-    query = query.order_by(process_instance.c.started_at.desc(), process_instance.c.id).limit(limit).offset(offset)
+    query = (
+        query.order_by(process_instance.c.started_at.desc(), process_instance.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
     return [_instance_dict(r) for r in conn.execute(query)]
 
 
@@ -88,39 +122,75 @@ def instance(conn: Connection, instance_id: str) -> dict[str, Any]:
     out["tasks"] = tasks(conn, instance_id=instance_id)
     out["incidents"] = incidents(conn, instance_id=instance_id)
     out["waiting_for"] = {
-        "messages": [{"name": s.message_name, "element_id": s.element_id, "correlation": s.correlation}
-                     for s in conn.execute(select(message_subscription)
-                                           .where(message_subscription.c.instance_id == instance_id))],
-        "timers": [{"element_id": t.element_id, "due_at": _iso(t.due_at)}
-                   for t in conn.execute(select(timer).where(timer.c.instance_id == instance_id))],
-        "jobs": [{"id": j.id, "element_id": j.element_id, "topic": j.topic, "retries": j.retries}
-                 for j in conn.execute(select(job).where(job.c.instance_id == instance_id))],
+        "messages": [
+            {"name": s.message_name, "element_id": s.element_id, "correlation": s.correlation}
+            for s in conn.execute(
+                select(message_subscription).where(message_subscription.c.instance_id == instance_id)
+            )
+        ],
+        "timers": [
+            {"element_id": t.element_id, "due_at": _iso(t.due_at)}
+            for t in conn.execute(select(timer).where(timer.c.instance_id == instance_id))
+        ],
+        "jobs": [
+            {"id": j.id, "element_id": j.element_id, "topic": j.topic, "retries": j.retries}
+            for j in conn.execute(select(job).where(job.c.instance_id == instance_id))
+        ],
     }
     return out
 
 
 def _task_dict(r: Any) -> dict[str, Any]:
     return {
-        "id": r.id, "instance_id": r.instance_id, "definition_id": r.definition_id, "element_id": r.element_id,
-        "name": r.name, "lane": r.lane, "candidate_groups": r.candidate_groups,
-        "candidate_users": r.candidate_users, "assignee": r.assignee, "form_key": r.form_key,
-        "priority": r.priority, "state": r.state, "due_at": _iso(r.due_at), "created_at": _iso(r.created_at),
-        "ended_at": _iso(r.ended_at), "completed_by": r.completed_by,
+        "id": r.id,
+        "instance_id": r.instance_id,
+        "definition_id": r.definition_id,
+        "element_id": r.element_id,
+        "name": r.name,
+        "lane": r.lane,
+        "candidate_groups": r.candidate_groups,
+        "candidate_users": r.candidate_users,
+        "assignee": r.assignee,
+        "form_key": r.form_key,
+        "priority": r.priority,
+        "state": r.state,
+        "due_at": _iso(r.due_at),
+        "created_at": _iso(r.created_at),
+        "ended_at": _iso(r.ended_at),
+        "completed_by": r.completed_by,
     }
 
 
-def tasks(conn: Connection, *, candidate_group: str | None = None, candidate_user: str | None = None,
-          assignee: str | None = None, instance_id: str | None = None, state: str | None = "open",
-          limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+def tasks(
+    conn: Connection,
+    *,
+    candidate_group: str | None = None,
+    candidate_user: str | None = None,
+    assignee: str | None = None,
+    instance_id: str | None = None,
+    state: str | None = "open",
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
     query = select(task)
     if state is not None:
         query = query.where(task.c.state == state)
     if candidate_group is not None:
-        query = query.where(task.c.id.in_(select(task_candidate.c.task_id).where(
-            task_candidate.c.kind == "group", task_candidate.c.value == candidate_group)))
+        query = query.where(
+            task.c.id.in_(
+                select(task_candidate.c.task_id).where(
+                    task_candidate.c.kind == "group", task_candidate.c.value == candidate_group
+                )
+            )
+        )
     if candidate_user is not None:
-        query = query.where(task.c.id.in_(select(task_candidate.c.task_id).where(
-            task_candidate.c.kind == "user", task_candidate.c.value == candidate_user)))
+        query = query.where(
+            task.c.id.in_(
+                select(task_candidate.c.task_id).where(
+                    task_candidate.c.kind == "user", task_candidate.c.value == candidate_user
+                )
+            )
+        )
     if assignee is not None:
         query = query.where(task.c.assignee == assignee)
     if instance_id is not None:
@@ -136,31 +206,66 @@ def task_by_id(conn: Connection, task_id: str) -> dict[str, Any]:
     return _task_dict(row)
 
 
-def incidents(conn: Connection, *, instance_id: str | None = None, state: str | None = "open") -> list[dict[str, Any]]:
+def incidents(
+    conn: Connection, *, instance_id: str | None = None, state: str | None = "open"
+) -> list[dict[str, Any]]:
     query = select(incident).order_by(incident.c.created_at)
     if instance_id is not None:
         query = query.where(incident.c.instance_id == instance_id)
     if state is not None:
         query = query.where(incident.c.state == state)
-    return [{"id": r.id, "instance_id": r.instance_id, "task_id": r.task_id, "element_id": r.element_id,
-             "error_type": r.error_type, "message": r.message, "state": r.state,
-             "created_at": _iso(r.created_at), "resolved_at": _iso(r.resolved_at)} for r in conn.execute(query)]
+    return [
+        {
+            "id": r.id,
+            "instance_id": r.instance_id,
+            "task_id": r.task_id,
+            "element_id": r.element_id,
+            "error_type": r.error_type,
+            "message": r.message,
+            "state": r.state,
+            "created_at": _iso(r.created_at),
+            "resolved_at": _iso(r.resolved_at),
+        }
+        for r in conn.execute(query)
+    ]
 
 
 def jobs(conn: Connection, topic: str | None = None) -> list[dict[str, Any]]:
     query = select(job).order_by(job.c.created_at)
     if topic is not None:
         query = query.where(job.c.topic == topic)
-    return [{"id": r.id, "instance_id": r.instance_id, "element_id": r.element_id, "topic": r.topic,
-             "retries": r.retries, "error_message": r.error_message} for r in conn.execute(query)]
+    return [
+        {
+            "id": r.id,
+            "instance_id": r.instance_id,
+            "element_id": r.element_id,
+            "topic": r.topic,
+            "retries": r.retries,
+            "error_message": r.error_message,
+        }
+        for r in conn.execute(query)
+    ]
 
 
 def audit_trail(conn: Connection, instance_id: str) -> list[dict[str, Any]]:
-    exists = conn.execute(select(func.count()).select_from(process_instance)
-                          .where(process_instance.c.id == instance_id)).scalar()
+    exists = conn.execute(
+        select(func.count()).select_from(process_instance).where(process_instance.c.id == instance_id)
+    ).scalar()
     if not exists:
         raise NotFound(f"process instance '{instance_id}' does not exist", instance_id=instance_id)
-    rows = conn.execute(select(audit_record).where(audit_record.c.stream == instance_id)
-                        .order_by(audit_record.c.seq))
-    return [{"seq": r.seq, "at": _iso(r.at), "actor": r.actor, "command": r.command, "task_id": r.task_id,
-             "element_id": r.element_id, "details": r.details, "hash": r.hash} for r in rows]
+    rows = conn.execute(
+        select(audit_record).where(audit_record.c.stream == instance_id).order_by(audit_record.c.seq)
+    )
+    return [
+        {
+            "seq": r.seq,
+            "at": _iso(r.at),
+            "actor": r.actor,
+            "command": r.command,
+            "task_id": r.task_id,
+            "element_id": r.element_id,
+            "details": r.details,
+            "hash": r.hash,
+        }
+        for r in rows
+    ]

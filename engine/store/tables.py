@@ -39,7 +39,8 @@ def _ts(name: str, nullable: bool = True, **kw: object) -> Column[object]:
 
 
 deployment = Table(
-    "deployment", metadata,
+    "deployment",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("name", String(255), nullable=True),
     Column("source", String(255), nullable=True),
@@ -48,7 +49,8 @@ deployment = Table(
 )
 
 resource = Table(
-    "resource", metadata,
+    "resource",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("deployment_id", String(36), ForeignKey("deployment.id"), nullable=False, index=True),
     Column("name", String(255), nullable=False),
@@ -57,7 +59,8 @@ resource = Table(
 )
 
 process_definition = Table(
-    "process_definition", metadata,
+    "process_definition",
+    metadata,
     Column("id", String(128), primary_key=True),
     Column("key", String(255), nullable=False),
     Column("version", Integer, nullable=False),
@@ -74,7 +77,8 @@ process_definition = Table(
 )
 
 process_instance = Table(
-    "process_instance", metadata,
+    "process_instance",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("definition_id", String(128), ForeignKey("process_definition.id"), nullable=False, index=True),
     Column("definition_key", String(255), nullable=False),
@@ -85,7 +89,9 @@ process_instance = Table(
     Column("snapshot_format", String(32), nullable=False),
     Column("variables", JSON, nullable=False),
     Column("active_elements", JSON, nullable=False),
-    Column("waits", JSON, nullable=False),  # counts of projected subscriptions/timers/jobs, to skip empty deletes
+    Column(
+        "waits", JSON, nullable=False
+    ),  # counts of projected subscriptions/timers/jobs, to skip empty deletes
     Column("audit_seq", Integer, nullable=False),
     Column("audit_head", String(64), nullable=True),
     _ts("started_at", nullable=False),
@@ -98,7 +104,8 @@ process_instance = Table(
 )
 
 task = Table(
-    "task", metadata,
+    "task",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("instance_id", String(36), ForeignKey("process_instance.id"), nullable=False, index=True),
     Column("definition_id", String(128), nullable=False),
@@ -119,7 +126,8 @@ task = Table(
 )
 
 task_candidate = Table(
-    "task_candidate", metadata,
+    "task_candidate",
+    metadata,
     Column("task_id", String(36), ForeignKey("task.id", ondelete="CASCADE"), primary_key=True),
     Column("kind", String(8), primary_key=True),  # group | user
     Column("value", String(255), primary_key=True),
@@ -127,7 +135,8 @@ task_candidate = Table(
 )
 
 message_subscription = Table(
-    "message_subscription", metadata,
+    "message_subscription",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("instance_id", String(36), ForeignKey("process_instance.id"), nullable=False, index=True),
     Column("task_id", String(36), nullable=False),
@@ -141,7 +150,8 @@ message_subscription = Table(
 )
 
 buffered_message = Table(
-    "buffered_message", metadata,
+    "buffered_message",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("message_id", String(255), nullable=True, unique=True),
     Column("message_name", String(255), nullable=False, index=True),
@@ -154,14 +164,16 @@ buffered_message = Table(
 )
 
 processed_message = Table(
-    "processed_message", metadata,
+    "processed_message",
+    metadata,
     Column("message_id", String(255), primary_key=True),
     Column("result", JSON, nullable=False),
     _ts("processed_at", nullable=False),
 )
 
 timer = Table(
-    "timer", metadata,
+    "timer",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("instance_id", String(36), ForeignKey("process_instance.id"), nullable=True, index=True),
     Column("definition_id", String(128), nullable=True, index=True),
@@ -174,7 +186,8 @@ timer = Table(
 )
 
 job = Table(
-    "job", metadata,
+    "job",
+    metadata,
     Column("id", String(36), primary_key=True),  # the task id
     Column("instance_id", String(36), ForeignKey("process_instance.id"), nullable=False, index=True),
     Column("element_id", String(255), nullable=False),
@@ -187,7 +200,8 @@ job = Table(
 )
 
 incident = Table(
-    "incident", metadata,
+    "incident",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("instance_id", String(36), ForeignKey("process_instance.id"), nullable=True, index=True),
     Column("task_id", String(36), nullable=True),
@@ -201,7 +215,8 @@ incident = Table(
 )
 
 outbox = Table(
-    "outbox", metadata,
+    "outbox",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("message_id", String(64), nullable=False, unique=True),
     Column("instance_id", String(36), nullable=True),
@@ -216,14 +231,16 @@ outbox = Table(
 )
 
 audit_stream = Table(
-    "audit_stream", metadata,
+    "audit_stream",
+    metadata,
     Column("stream", String(64), primary_key=True),  # an instance id, or "system"
     Column("seq", Integer, nullable=False),
     Column("head", String(64), nullable=False),
 )
 
 audit_record = Table(
-    "audit_record", metadata,
+    "audit_record",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("stream", String(64), nullable=False),
     Column("seq", Integer, nullable=False),

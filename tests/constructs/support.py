@@ -38,8 +38,11 @@ def deploy(engine: Engine, *names: str) -> dict[str, Any]:
 def assert_round_trip(engine: Engine, instance_id: str) -> dict[str, Any]:
     """Load the stored snapshot on the definition's model, dump it again and require the same document."""
     with read_only(engine.db) as conn:
-        row = conn.execute(select(process_instance.c.definition_id, process_instance.c.snapshot)
-                           .where(process_instance.c.id == instance_id)).one()
+        row = conn.execute(
+            select(process_instance.c.definition_id, process_instance.c.snapshot).where(
+                process_instance.c.id == instance_id
+            )
+        ).one()
     assert row.snapshot, f"instance {instance_id} has no snapshot"
     workflow = engine.runtime.load(engine.model(row.definition_id), row.snapshot)
     again = engine.runtime.dump(workflow)
@@ -67,8 +70,11 @@ def tasks(engine: Engine, **filters: Any) -> list[dict[str, Any]]:
 
 
 def only_task(engine: Engine, instance_id: str, element_id: str | None = None) -> dict[str, Any]:
-    found = [t for t in tasks(engine, instance_id=instance_id)
-             if element_id is None or t["element_id"] == element_id]
+    found = [
+        t
+        for t in tasks(engine, instance_id=instance_id)
+        if element_id is None or t["element_id"] == element_id
+    ]
     assert len(found) == 1, f"expected one open task {element_id or ''} in {instance_id}, got {found}"
     return found[0]
 
@@ -80,31 +86,55 @@ def audit_trail(engine: Engine, instance_id: str) -> list[dict[str, Any]]:
 
 def subscriptions(engine: Engine, instance_id: str) -> list[dict[str, Any]]:
     with read_only(engine.db) as conn:
-        rows = conn.execute(select(message_subscription)
-                            .where(message_subscription.c.instance_id == instance_id)).all()
-    return [{"message_name": r.message_name, "element_id": r.element_id, "correlation": r.correlation,
-             "matchable": r.matchable} for r in rows]
+        rows = conn.execute(
+            select(message_subscription).where(message_subscription.c.instance_id == instance_id)
+        ).all()
+    return [
+        {
+            "message_name": r.message_name,
+            "element_id": r.element_id,
+            "correlation": r.correlation,
+            "matchable": r.matchable,
+        }
+        for r in rows
+    ]
 
 
 def timers(engine: Engine, instance_id: str) -> list[dict[str, Any]]:
     with read_only(engine.db) as conn:
-        rows = conn.execute(select(timer).where(timer.c.instance_id == instance_id)
-                            .order_by(timer.c.due_at)).all()
+        rows = conn.execute(
+            select(timer).where(timer.c.instance_id == instance_id).order_by(timer.c.due_at)
+        ).all()
     return [{"element_id": r.element_id, "due_at": _utc(r.due_at)} for r in rows]
 
 
 def outbox_rows(engine: Engine) -> list[dict[str, Any]]:
     with read_only(engine.db) as conn:
         rows = conn.execute(select(outbox).order_by(outbox.c.id)).all()
-    return [{"message_id": r.message_id, "instance_id": r.instance_id, "name": r.message_name,
-             "envelope": r.envelope, "sent_at": r.sent_at} for r in rows]
+    return [
+        {
+            "message_id": r.message_id,
+            "instance_id": r.instance_id,
+            "name": r.message_name,
+            "envelope": r.envelope,
+            "sent_at": r.sent_at,
+        }
+        for r in rows
+    ]
 
 
 def buffered(engine: Engine) -> list[dict[str, Any]]:
     with read_only(engine.db) as conn:
         rows = conn.execute(select(buffered_message)).all()
-    return [{"message_id": r.message_id, "name": r.message_name, "correlation_keys": r.correlation_keys,
-             "variables": r.variables} for r in rows]
+    return [
+        {
+            "message_id": r.message_id,
+            "name": r.message_name,
+            "correlation_keys": r.correlation_keys,
+            "variables": r.variables,
+        }
+        for r in rows
+    ]
 
 
 def instances_of(engine: Engine, key: str) -> list[dict[str, Any]]:

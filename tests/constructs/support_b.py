@@ -68,8 +68,9 @@ def jobs(engine: Engine, topic: str | None = None) -> list[dict[str, Any]]:
         return queries.jobs(conn, topic=topic)
 
 
-def incidents(engine: Engine, instance_id: str | None = None,
-              state: str | None = "open") -> list[dict[str, Any]]:
+def incidents(
+    engine: Engine, instance_id: str | None = None, state: str | None = "open"
+) -> list[dict[str, Any]]:
     with read_only(engine.db) as conn:
         return queries.incidents(conn, instance_id=instance_id, state=state)
 
@@ -82,8 +83,15 @@ def instances(engine: Engine, key: str | None = None) -> list[dict[str, Any]]:
 def start_timers(engine: Engine) -> list[dict[str, Any]]:
     with read_only(engine.db) as conn:
         rows = conn.execute(select(timer).where(timer.c.kind == "start").order_by(timer.c.id)).all()
-    return [{"definition_id": r.definition_id, "element_id": r.element_id, "due_at": utc(r.due_at),
-             "cycle": r.cycle} for r in rows]
+    return [
+        {
+            "definition_id": r.definition_id,
+            "element_id": r.element_id,
+            "due_at": utc(r.due_at),
+            "cycle": r.cycle,
+        }
+        for r in rows
+    ]
 
 
 def timer_dues(engine: Engine, instance_id: str) -> list[tuple[str, datetime]]:

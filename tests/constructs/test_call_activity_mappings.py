@@ -41,14 +41,18 @@ LOCALS = "立案审批_局部变量.bpmn"
 
 SECRET = "纪委移送线索：某局长涉嫌违规收受礼金"
 PARENT_VARS: dict[str, Any] = {
-    "case_no": "JW-2026-017", "amount": 80, "discipline_clue": SECRET, "handler": "王五",
+    "case_no": "JW-2026-017",
+    "amount": 80,
+    "discipline_clue": SECRET,
+    "handler": "王五",
 }
 CHILD_RESULT = {"found": True, "child_private": "核查人员内部备注"}
 
 
 def _deploy(engine: Engine, *names: str) -> dict[str, Any]:
-    return engine.deploy([(n, (FIXTURES / n).read_bytes()) for n in names], name="call_mappings",
-                         actor="tester")
+    return engine.deploy(
+        [(n, (FIXTURES / n).read_bytes()) for n in names], name="call_mappings", actor="tester"
+    )
 
 
 def _definitions(engine: Engine) -> list[dict[str, Any]]:
@@ -58,16 +62,23 @@ def _definitions(engine: Engine) -> list[dict[str, Any]]:
 
 def _workflow(engine: Engine, instance_id: str) -> Any:
     with read_only(engine.db) as conn:
-        row = conn.execute(select(process_instance.c.definition_id, process_instance.c.snapshot)
-                           .where(process_instance.c.id == instance_id)).one()
+        row = conn.execute(
+            select(process_instance.c.definition_id, process_instance.c.snapshot).where(
+                process_instance.c.id == instance_id
+            )
+        ).one()
     return engine.runtime.load(engine.model(row.definition_id), row.snapshot)
 
 
 def _child_data(engine: Engine, instance_id: str, element_id: str) -> dict[str, Any]:
     """The data of the open task ``element_id`` inside the called process, as stored."""
     workflow = _workflow(engine, instance_id)
-    found = [task for sub in workflow.subprocesses.values()
-             for task in sub.get_tasks(spec_name=element_id) if not task.has_state(TaskState.FINISHED_MASK)]
+    found = [
+        task
+        for sub in workflow.subprocesses.values()
+        for task in sub.get_tasks(spec_name=element_id)
+        if not task.has_state(TaskState.FINISHED_MASK)
+    ]
     assert len(found) == 1, f"expected one '{element_id}' task in the called process, got {found}"
     return dict(found[0].data)
 
@@ -80,8 +91,12 @@ def _stored_child_part(engine: Engine, instance_id: str) -> str:
 
 
 def _start(engine: Engine, key: str, variables: dict[str, Any] | None = None) -> str:
-    started = engine.start(key=key, business_key="JW-2026-017",
-                           variables=PARENT_VARS if variables is None else variables, actor="clerk.1")
+    started = engine.start(
+        key=key,
+        business_key="JW-2026-017",
+        variables=PARENT_VARS if variables is None else variables,
+        actor="clerk.1",
+    )
     view = step(engine, started)
     assert view["state"] == "running", view
     return str(started["id"])
@@ -94,8 +109,12 @@ def _finish_child(engine: Engine, instance_id: str) -> dict[str, Any]:
 
 
 def _finish_parent(engine: Engine, instance_id: str) -> dict[str, Any]:
-    view = step(engine, engine.complete(one_task(engine, instance_id, "decide")["id"], {"decision": "立案"},
-                                        user="officer.1"))
+    view = step(
+        engine,
+        engine.complete(
+            one_task(engine, instance_id, "decide")["id"], {"decision": "立案"}, user="officer.1"
+        ),
+    )
     assert view["state"] == "completed"
     return view
 
@@ -192,7 +211,14 @@ def test_a_failing_output_mapping_is_an_incident_and_a_retry_supplies_the_value(
 
 
 def test_multi_instance_call_activity_maps_each_instance(engine: Engine) -> None:
-    engine.deploy([(CHILD, (FIXTURES / CHILD).read_bytes()), ("each.bpmn", process("transfer_each", f"""
+    engine.deploy(
+        [
+            (CHILD, (FIXTURES / CHILD).read_bytes()),
+            (
+                "each.bpmn",
+                process(
+                    "transfer_each",
+                    f"""
   <bpmn:startEvent id="start"/>
   <bpmn:callActivity id="call_each" name="逐条核查" calledElement="clue_check">
     <bpmn:extensionElements>
@@ -202,14 +228,24 @@ def test_multi_instance_call_activity_maps_each_instance(engine: Engine) -> None
     <bpmn:multiInstanceLoopCharacteristics camunda:collection="${{clues}}" camunda:elementVariable="clue"/>
   </bpmn:callActivity>
   <bpmn:endEvent id="end"/>
-  {chain("start", "call_each", "end")}"""))])
+  {chain("start", "call_each", "end")}""",
+                ),
+            ),
+        ]
+    )
     variables = {"clues": ["JW-1", "JW-2"], "discipline_clue": SECRET}
     iid = _start(engine, "transfer_each", variables)
     workflow = _workflow(engine, iid)
-    assert sorted(dict(task.data)["case_no"] for sub in workflow.subprocesses.values()
-                  for task in sub.get_tasks(spec_name="verify")) == ["JW-1", "JW-2"]
-    assert all(set(task.data) == {"case_no"} for sub in workflow.subprocesses.values()
-               for task in sub.get_tasks(spec_name="verify"))
+    assert sorted(
+        dict(task.data)["case_no"]
+        for sub in workflow.subprocesses.values()
+        for task in sub.get_tasks(spec_name="verify")
+    ) == ["JW-1", "JW-2"]
+    assert all(
+        set(task.data) == {"case_no"}
+        for sub in workflow.subprocesses.values()
+        for task in sub.get_tasks(spec_name="verify")
+    )
     assert SECRET not in _stored_child_part(engine, iid)
     first, second = tasks(engine, iid)
     step(engine, engine.complete(first["id"], {"found": True}))
@@ -220,7 +256,13 @@ def test_multi_instance_call_activity_maps_each_instance(engine: Engine) -> None
 
 
 def test_embedded_subprocess_shares_the_callers_variables(engine: Engine) -> None:
-    engine.deploy([("embedded.bpmn", process("embedded_review", f"""
+    engine.deploy(
+        [
+            (
+                "embedded.bpmn",
+                process(
+                    "embedded_review",
+                    f"""
   <bpmn:startEvent id="start"/>
   <bpmn:subProcess id="inner" name="内部核查">
     <bpmn:startEvent id="inner_start"/>
@@ -229,7 +271,11 @@ def test_embedded_subprocess_shares_the_callers_variables(engine: Engine) -> Non
     {chain("inner_start", "inner_review", "inner_end")}
   </bpmn:subProcess>
   <bpmn:endEvent id="end"/>
-  {chain("start", "inner", "end")}"""))])
+  {chain("start", "inner", "end")}""",
+                ),
+            )
+        ]
+    )
     iid = _start(engine, "embedded_review")
     assert _child_data(engine, iid, "inner_review") == PARENT_VARS
     view = step(engine, engine.complete(one_task(engine, iid, "inner_review")["id"], {"ok": True}))
@@ -249,50 +295,101 @@ def test_a_bad_mapping_expression_is_refused_at_deploy_naming_the_element(engine
 
 
 def _caller_with(extension: str) -> bytes:
-    return process("bad_caller", f"""
+    return process(
+        "bad_caller",
+        f"""
   <bpmn:startEvent id="start"/>
   <bpmn:callActivity id="call_check" calledElement="clue_check">
     <bpmn:extensionElements>{extension}</bpmn:extensionElements>
   </bpmn:callActivity>
   <bpmn:endEvent id="end"/>
-  {chain("start", "call_check", "end")}""")
+  {chain("start", "call_check", "end")}""",
+    )
 
 
 def _task_with(extension: str) -> bytes:
-    return process("bad_task", f"""
+    return process(
+        "bad_task",
+        f"""
   <bpmn:startEvent id="start"/>
   <bpmn:userTask id="approve" camunda:candidateGroups="officer">
     <bpmn:extensionElements><camunda:inputOutput>{extension}</camunda:inputOutput></bpmn:extensionElements>
   </bpmn:userTask>
   <bpmn:endEvent id="end"/>
-  {chain("start", "approve", "end")}""")
+  {chain("start", "approve", "end")}""",
+    )
 
 
-@pytest.mark.parametrize(("document", "element", "words"), [
-    (_caller_with('<camunda:out sourceExpression="${result +}" target="x"/>'), "call_check",
-     ["camunda:out 'x'", "${result +}"]),
-    (_caller_with('<camunda:in sourceExpression="${__import__(1)}" target="x"/>'), "call_check",
-     ["camunda:in 'x'", "__import__"]),
-    (_caller_with('<camunda:in source="case_no"/>'), "call_check", ["camunda:in", "target"]),
-    (_caller_with('<camunda:in source="${case_no}" target="case_no"/>'), "call_check",
-     ["source '${case_no}'", "sourceExpression"]),
-    (_caller_with('<camunda:in variables="some"/>'), "call_check", ['variables="some"']),
-    (_caller_with('<camunda:in source="a" sourceExpression="${b}" target="c"/>'), "call_check",
-     ["both source and sourceExpression"]),
-    (_caller_with('<camunda:out businessKey="${case_no}"/>'), "call_check", ["businessKey"]),
-    (_task_with('<camunda:inputParameter name="x">${1 +}</camunda:inputParameter>'), "approve",
-     ["camunda:inputParameter 'x'"]),
-    (_task_with('<camunda:outputParameter name="y"><camunda:list><camunda:value>${z z}</camunda:value>'
-                '</camunda:list></camunda:outputParameter>'), "approve", ["camunda:outputParameter 'y'"]),
-    (_task_with('<camunda:inputParameter name="x">'
-                '<camunda:script scriptFormat="javascript">1</camunda:script></camunda:inputParameter>'),
-     "approve", ["script format 'javascript'"]),
-    (_task_with('<camunda:inputParameter name="not a name">1</camunda:inputParameter>'), "approve",
-     ["'not a name'"]),
-], ids=["out-syntax", "in-unsafe", "in-no-target", "in-source-expression", "variables-some", "both",
-        "out-business-key", "input-syntax", "output-list-syntax", "input-script", "input-name"])
-def test_bad_mappings_are_refused_at_deploy(engine: Engine, document: bytes, element: str,
-                                            words: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("document", "element", "words"),
+    [
+        (
+            _caller_with('<camunda:out sourceExpression="${result +}" target="x"/>'),
+            "call_check",
+            ["camunda:out 'x'", "${result +}"],
+        ),
+        (
+            _caller_with('<camunda:in sourceExpression="${__import__(1)}" target="x"/>'),
+            "call_check",
+            ["camunda:in 'x'", "__import__"],
+        ),
+        (_caller_with('<camunda:in source="case_no"/>'), "call_check", ["camunda:in", "target"]),
+        (
+            _caller_with('<camunda:in source="${case_no}" target="case_no"/>'),
+            "call_check",
+            ["source '${case_no}'", "sourceExpression"],
+        ),
+        (_caller_with('<camunda:in variables="some"/>'), "call_check", ['variables="some"']),
+        (
+            _caller_with('<camunda:in source="a" sourceExpression="${b}" target="c"/>'),
+            "call_check",
+            ["both source and sourceExpression"],
+        ),
+        (_caller_with('<camunda:out businessKey="${case_no}"/>'), "call_check", ["businessKey"]),
+        (
+            _task_with('<camunda:inputParameter name="x">${1 +}</camunda:inputParameter>'),
+            "approve",
+            ["camunda:inputParameter 'x'"],
+        ),
+        (
+            _task_with(
+                '<camunda:outputParameter name="y"><camunda:list><camunda:value>${z z}</camunda:value>'
+                "</camunda:list></camunda:outputParameter>"
+            ),
+            "approve",
+            ["camunda:outputParameter 'y'"],
+        ),
+        (
+            _task_with(
+                '<camunda:inputParameter name="x">'
+                '<camunda:script scriptFormat="javascript">1</camunda:script></camunda:inputParameter>'
+            ),
+            "approve",
+            ["script format 'javascript'"],
+        ),
+        (
+            _task_with('<camunda:inputParameter name="not a name">1</camunda:inputParameter>'),
+            "approve",
+            ["'not a name'"],
+        ),
+    ],
+    ids=[
+        "out-syntax",
+        "in-unsafe",
+        "in-no-target",
+        "in-source-expression",
+        "variables-some",
+        "both",
+        "out-business-key",
+        "input-syntax",
+        "output-list-syntax",
+        "input-script",
+        "input-name",
+    ],
+)
+def test_bad_mappings_are_refused_at_deploy(
+    engine: Engine, document: bytes, element: str, words: list[str]
+) -> None:
     with pytest.raises(InvalidModel) as caught:
         engine.deploy([("bad.bpmn", document), (CHILD, (FIXTURES / CHILD).read_bytes())])
     error = caught.value
@@ -319,16 +416,24 @@ def test_input_parameters_are_local_to_the_user_task_and_outputs_come_back(engin
     view = step(engine, engine.complete(approve["id"], {"opinion": "同意立案"}, user="leader_法制科"))
     assert view["activities"] == ["notify"]
     # The locals are gone (level has its process value back); outputs and the submitted variable stay.
-    assert view["variables"] == {**APPROVAL_VARS, "opinion": "同意立案", "approved_by": "leader_法制科",
-                                 "approval_level": "特急", "meta_amount": 500, "nothing_was": None,
-                                 "opinion_copy": "同意立案"}
+    assert view["variables"] == {
+        **APPROVAL_VARS,
+        "opinion": "同意立案",
+        "approved_by": "leader_法制科",
+        "approval_level": "特急",
+        "meta_amount": 500,
+        "nothing_was": None,
+        "opinion_copy": "同意立案",
+    }
 
 
 def test_service_task_parameters_and_a_failing_output_retried_without_a_new_job(engine: Engine) -> None:
     _deploy(engine, LOCALS)
     iid = _start(engine, "approval_locals", APPROVAL_VARS)
-    step(engine, engine.complete(one_task(engine, iid, "approve")["id"], {"opinion": "同意"},
-                                  user="leader_法制科"))
+    step(
+        engine,
+        engine.complete(one_task(engine, iid, "approve")["id"], {"opinion": "同意"}, user="leader_法制科"),
+    )
     [job] = jobs(engine, "notify")
 
     # The worker reports no 'ack': the output parameter 'receipt' cannot be evaluated.

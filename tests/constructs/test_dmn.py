@@ -28,15 +28,23 @@ def test_one_deployment_holds_the_bpmn_and_its_decisions(engine: Engine) -> None
     ],
 )
 def test_first_hit_policy_result_is_visible_and_routes_the_gateway(
-        engine: Engine, amount: int, repeat: bool, level: str, hearing: bool, route: str) -> None:
+    engine: Engine, amount: int, repeat: bool, level: str, hearing: bool, route: str
+) -> None:
     deploy(engine, *PENALTY)
-    started = engine.start(key="penalty_decision", business_key=f"CF-{amount}-{repeat}",
-                           variables={"amount": amount, "repeat_offence": repeat})
+    started = engine.start(
+        key="penalty_decision",
+        business_key=f"CF-{amount}-{repeat}",
+        variables={"amount": amount, "repeat_offence": repeat},
+    )
     iid = started["id"]
     stable(engine, iid)
     assert started["state"] == "running"
-    assert started["variables"] == {"amount": amount, "repeat_offence": repeat, "level": level,
-                                    "hearing": hearing}
+    assert started["variables"] == {
+        "amount": amount,
+        "repeat_offence": repeat,
+        "level": level,
+        "hearing": hearing,
+    }
     assert started["activities"] == [route]
     assert instance(engine, iid)["variables"]["level"] == level
 
@@ -50,8 +58,9 @@ def test_first_hit_policy_result_is_visible_and_routes_the_gateway(
         (200, False, 0, "当场处罚决定", []),
     ],
 )
-def test_unique_hit_policy_after_a_user_task(engine: Engine, amount: int, repeat: bool, days: int, text: str,
-                                             after: list[str]) -> None:
+def test_unique_hit_policy_after_a_user_task(
+    engine: Engine, amount: int, repeat: bool, days: int, text: str, after: list[str]
+) -> None:
     deploy(engine, *PENALTY)
     iid = engine.start(key="penalty_decision", variables={"amount": amount, "repeat_offence": repeat})["id"]
     stable(engine, iid)
@@ -91,11 +100,13 @@ def test_hearing_path_to_the_end(engine: Engine) -> None:
         (500, "特区", "special", "special_zone"),  # not("特区") keeps the first three rules out
     ],
 )
-def test_result_variable_single_entry_and_single_result(engine: Engine, amount: int, region: str, band: str,
-                                                        route: str) -> None:
+def test_result_variable_single_entry_and_single_result(
+    engine: Engine, amount: int, region: str, band: str, route: str
+) -> None:
     deploy(engine, *BAND)
-    started = engine.start(key="penalty_band", variables={"amount": amount, "region": region,
-                                                          "repeat_offence": False})
+    started = engine.start(
+        key="penalty_band", variables={"amount": amount, "region": region, "repeat_offence": False}
+    )
     iid = started["id"]
     stable(engine, iid)
     assert started["incident"] is None
@@ -110,8 +121,9 @@ def test_result_variable_single_entry_and_single_result(engine: Engine, amount: 
 def test_result_variable_routes_on_a_field_of_a_single_result(engine: Engine) -> None:
     deploy(engine, *BAND)
     # band 'medium', but a repeated offence of 5000 is 'major' in fine_level: ${fine_result.level == 'major'}.
-    started = engine.start(key="penalty_band", variables={"amount": 5000, "region": "市区",
-                                                          "repeat_offence": True})
+    started = engine.start(
+        key="penalty_band", variables={"amount": 5000, "region": "市区", "repeat_offence": True}
+    )
     stable(engine, started["id"])
     assert started["variables"]["band"] == "medium"
     assert started["variables"]["fine_result"] == {"level": "major", "hearing": False}
@@ -136,12 +148,14 @@ def _dmn(policy: str, extra: str = "") -> bytes:
 
 def test_unique_table_with_two_matching_rules_is_an_incident(engine: Engine) -> None:
     engine.deploy([fixture("行政处罚_结果变量.bpmn"), ("档次.dmn", _dmn("UNIQUE")), fixture("罚款裁量.dmn")])
-    ok = engine.start(key="penalty_band",
-                      variables={"amount": 500, "region": "市区", "repeat_offence": False})
+    ok = engine.start(
+        key="penalty_band", variables={"amount": 500, "region": "市区", "repeat_offence": False}
+    )
     stable(engine, ok["id"])
     assert ok["variables"]["band"] == "big"
-    clash = engine.start(key="penalty_band", variables={"amount": 5000, "region": "市区",
-                                                        "repeat_offence": False})
+    clash = engine.start(
+        key="penalty_band", variables={"amount": 5000, "region": "市区", "repeat_offence": False}
+    )
     stable(engine, clash["id"])
     assert clash["state"] == "incident"
     assert clash["incident"]["element_id"] == "decide_band"
@@ -149,17 +163,20 @@ def test_unique_table_with_two_matching_rules_is_an_incident(engine: Engine) -> 
 
 
 def test_collect_with_result_list_and_unsupported_hit_policies(engine: Engine) -> None:
-    bpmn = fixture("行政处罚_结果变量.bpmn")[1].replace(b'camunda:mapDecisionResult="singleEntry"',
-                                                      b'camunda:mapDecisionResult="collectEntries"')
+    bpmn = fixture("行政处罚_结果变量.bpmn")[1].replace(
+        b'camunda:mapDecisionResult="singleEntry"', b'camunda:mapDecisionResult="collectEntries"'
+    )
     engine.deploy([("collect.bpmn", bpmn), ("档次.dmn", _dmn("COLLECT")), fixture("罚款裁量.dmn")])
-    started = engine.start(key="penalty_band", variables={"amount": 5000, "region": "市区",
-                                                          "repeat_offence": False})
+    started = engine.start(
+        key="penalty_band", variables={"amount": 5000, "region": "市区", "repeat_offence": False}
+    )
     stable(engine, started["id"])
     assert started["variables"]["band"] == ["big", "bigger"]
 
     for policy, extra in (("RULE ORDER", ""), ("COLLECT", ' aggregation="SUM"'), ("PRIORITY", "")):
         with pytest.raises(InvalidModel) as refused:
-            engine.deploy([("collect.bpmn", bpmn), ("档次.dmn", _dmn(policy, extra)),
-                           fixture("罚款裁量.dmn")])
+            engine.deploy(
+                [("collect.bpmn", bpmn), ("档次.dmn", _dmn(policy, extra)), fixture("罚款裁量.dmn")]
+            )
         assert "hit policy" in refused.value.message
         assert refused.value.details["element_id"] == "decide_band"

@@ -30,8 +30,11 @@ PARENT = "许可办理_调用核验.bpmn"
 
 def _start_review(engine: Engine) -> str:
     deploy_b(engine, REVIEW)
-    started = engine.start(key="case_review", business_key="AJ-2026-88",
-                           variables={"review_limit": "P5D", "case_no": "AJ-2026-88"})
+    started = engine.start(
+        key="case_review",
+        business_key="AJ-2026-88",
+        variables={"review_limit": "P5D", "case_no": "AJ-2026-88"},
+    )
     step(engine, started)
     assert open_elements(engine, started["id"]) == ["check", "collect"]
     return str(started["id"])
@@ -96,8 +99,9 @@ def test_error_boundary_without_error_ref_catches_any_error(engine: Engine) -> N
 def test_error_end_in_called_process_is_caught_on_the_call_activity(engine: Engine) -> None:
     deploy_b(engine, CHILD)
     deploy_b(engine, PARENT)
-    started = engine.start(key="licence_apply", business_key="XK-2026-404",
-                           variables={"amount": 500, "applicant": "王五"})
+    started = engine.start(
+        key="licence_apply", business_key="XK-2026-404", variables={"amount": 500, "applicant": "王五"}
+    )
     iid = started["id"]
     step(engine, started)
     done = engine.complete(one_task(engine, iid, "lookup")["id"], {"found": False}, user="records.1")
@@ -165,7 +169,14 @@ def test_escalation_throw_caught_by_non_interrupting_boundary_every_time(engine:
     final = instance(engine, iid)
     assert final["state"] == "completed"
     assert sorted(t["element_id"] for t in tasks(engine, iid, state="completed")) == [
-        "assist", "assist", "check", "check", "check", "collect", "sign"]
+        "assist",
+        "assist",
+        "check",
+        "check",
+        "check",
+        "collect",
+        "sign",
+    ]
 
 
 def test_help_escalation_then_error_keeps_the_helper_and_cancels_the_rest(engine: Engine) -> None:

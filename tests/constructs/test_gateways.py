@@ -32,8 +32,9 @@ EXCLUSIVE = "排他网关_罚款分流.bpmn"
     ("amount", "first_task", "group"),
     [(5000, "head_review", "head"), (0, "invalid_amount", "window"), (500, "officer_review", "officer")],
 )
-def test_exclusive_gateway_routes_on_juel_plain_and_default(engine: Engine, amount: int, first_task: str,
-                                                            group: str) -> None:
+def test_exclusive_gateway_routes_on_juel_plain_and_default(
+    engine: Engine, amount: int, first_task: str, group: str
+) -> None:
     deploy(engine, EXCLUSIVE)
     started = engine.start(key="penalty_routing", business_key=f"FK-{amount}", variables={"amount": amount})
     stable(engine, started["id"])
@@ -80,8 +81,11 @@ def test_exclusive_gateway_without_the_variable_becomes_an_incident(engine: Engi
 # ------------------------------------------------------------------------------------------------ inclusive
 def test_inclusive_gateway_takes_every_true_branch_and_joins_all_of_them(engine: Engine) -> None:
     deploy(engine, "inclusive_gateway.bpmn")
-    started = engine.start(key="joint_inspection", business_key="JC-1",
-                           variables={"needs_police": True, "needs_fire": False, "amount": 20000})
+    started = engine.start(
+        key="joint_inspection",
+        business_key="JC-1",
+        variables={"needs_police": True, "needs_fire": False, "amount": 20000},
+    )
     iid = started["id"]
     stable(engine, iid)
     assert started["activities"] == ["finance_check", "police_check"]
@@ -107,10 +111,12 @@ def test_inclusive_gateway_takes_every_true_branch_and_joins_all_of_them(engine:
 
 def test_inclusive_gateway_three_branches_and_default(engine: Engine) -> None:
     deploy(engine, "inclusive_gateway.bpmn")
-    everything = engine.start(key="joint_inspection",
-                              variables={"needs_police": True, "needs_fire": True, "amount": 10000})
-    nothing = engine.start(key="joint_inspection",
-                           variables={"needs_police": False, "needs_fire": False, "amount": 10})
+    everything = engine.start(
+        key="joint_inspection", variables={"needs_police": True, "needs_fire": True, "amount": 10000}
+    )
+    nothing = engine.start(
+        key="joint_inspection", variables={"needs_police": False, "needs_fire": False, "amount": 10}
+    )
     stable(engine, everything["id"], nothing["id"])
     assert everything["activities"] == ["finance_check", "fire_check", "police_check"]
     assert nothing["activities"] == ["general_check"]
@@ -172,8 +178,9 @@ def test_event_based_gateway_message_wins(engine: Engine, clock: ManualClock) ->
 
     clock.advance(minutes=30)
     assert engine.fire_due_timers() == 0
-    result = engine.correlate("补正材料", correlation_keys={"case_no": "BZ-1"},
-                              variables={"materials": ["身份证复印件"]})
+    result = engine.correlate(
+        "补正材料", correlation_keys={"case_no": "BZ-1"}, variables={"materials": ["身份证复印件"]}
+    )
     stable(engine, iid)
     [delivered] = result["instances"]
     assert delivered["id"] == iid
@@ -211,8 +218,9 @@ def test_event_based_gateway_timer_wins(engine: Engine, clock: ManualClock) -> N
     assert done["state"] == "completed"
 
 
-def test_two_timers_on_one_event_based_gateway_fire_at_their_own_due_times(engine: Engine,
-                                                                          clock: ManualClock) -> None:
+def test_two_timers_on_one_event_based_gateway_fire_at_their_own_due_times(
+    engine: Engine, clock: ManualClock
+) -> None:
     """Trap 8: the library gave both timers of one gateway the due time of the first one computed."""
     deploy(engine, "event_based_gateway.bpmn")
     t0 = clock()
@@ -220,9 +228,13 @@ def test_two_timers_on_one_event_based_gateway_fire_at_their_own_due_times(engin
     slow = engine.start(key="reminder_escalation", variables={"remind_every": "PT5H"})
     stable(engine, quick["id"], slow["id"])
     assert [(t["element_id"], t["due_at"]) for t in timers(engine, quick["id"])] == [
-        ("remind_after", t0 + timedelta(hours=1)), ("escalate_after", t0 + timedelta(hours=3))]
+        ("remind_after", t0 + timedelta(hours=1)),
+        ("escalate_after", t0 + timedelta(hours=3)),
+    ]
     assert [(t["element_id"], t["due_at"]) for t in timers(engine, slow["id"])] == [
-        ("escalate_after", t0 + timedelta(hours=3)), ("remind_after", t0 + timedelta(hours=5))]
+        ("escalate_after", t0 + timedelta(hours=3)),
+        ("remind_after", t0 + timedelta(hours=5)),
+    ]
 
     clock.advance(minutes=59)
     assert engine.fire_due_timers() == 0
@@ -240,7 +252,8 @@ def test_two_timers_on_one_event_based_gateway_fire_at_their_own_due_times(engin
     stable(engine, quick["id"])
     assert [(t["element_id"], t["due_at"]) for t in timers(engine, quick["id"])] == [
         ("remind_after", t0 + timedelta(hours=2, minutes=30)),
-        ("escalate_after", t0 + timedelta(hours=4, minutes=30))]
+        ("escalate_after", t0 + timedelta(hours=4, minutes=30)),
+    ]
 
     clock.set(t0 + timedelta(hours=2, minutes=29))
     assert engine.fire_due_timers() == 0

@@ -7,12 +7,16 @@ from engine.store import queries
 from engine.store.db import read_only
 from tests.bpmn_util import chain, process
 
-MODEL = process("checked", """
+MODEL = process(
+    "checked",
+    """
   <bpmn:startEvent id="start"/>
   <bpmn:serviceTask id="check_licence" name="核验许可证" camunda:type="external" camunda:topic="licence"/>
   <bpmn:userTask id="review" name="审核"/>
   <bpmn:endEvent id="end"/>
-  """ + chain("start", "check_licence", "review", "end"))
+  """
+    + chain("start", "check_licence", "review", "end"),
+)
 
 
 def _state(engine: Engine, instance_id: str) -> tuple[str, list[dict[str, object]]]:

@@ -32,13 +32,19 @@ SENDER_VARIABLES = {"clue_summary": "某酒店消防通道堵塞", "secret_note"
 
 
 def _receiver(engine: Engine, case_no: str, business_key: str | None = None) -> str:
-    started = engine.start(key="clue_receiver", business_key=business_key or f"R-{case_no}",
-                           variables={"case_no": case_no})
+    started = engine.start(
+        key="clue_receiver", business_key=business_key or f"R-{case_no}", variables={"case_no": case_no}
+    )
     stable(engine, started["id"])
     assert started["activities"] == ["wait_clue"]
-    assert subscriptions(engine, started["id"]) == [{
-        "message_name": "移送线索", "element_id": "wait_clue", "correlation": {"case_no": case_no},
-        "matchable": True}]
+    assert subscriptions(engine, started["id"]) == [
+        {
+            "message_name": "移送线索",
+            "element_id": "wait_clue",
+            "correlation": {"case_no": case_no},
+            "matchable": True,
+        }
+    ]
     return str(started["id"])
 
 
@@ -51,8 +57,9 @@ def test_throw_relay_catch_only_the_matching_receiver_and_only_declared_variable
     b1 = _receiver(engine, "AJ-001")
     b2 = _receiver(engine, "AJ-002")
 
-    sender = engine.start(key="clue_sender", business_key="S-1",
-                          variables={"case_no": "AJ-001", **SENDER_VARIABLES})
+    sender = engine.start(
+        key="clue_sender", business_key="S-1", variables={"case_no": "AJ-001", **SENDER_VARIABLES}
+    )
     sid = sender["id"]
     stable(engine, sid)
     assert outbox_rows(engine) == []  # nothing leaves before the throw is reached
@@ -114,8 +121,12 @@ def test_message_with_the_wrong_key_is_not_delivered(engine: Engine) -> None:
     with pytest.raises(MessageNotCorrelated):
         engine.correlate("移送线索", variables={"summary": "没有案号"})  # a declared key must be given
     with pytest.raises(MessageNotCorrelated):
-        engine.correlate("移送线索", correlation_keys={"case_no": "AJ-100"}, business_key="R-other",
-                         variables={"summary": "业务号不符"})
+        engine.correlate(
+            "移送线索",
+            correlation_keys={"case_no": "AJ-100"},
+            business_key="R-other",
+            variables={"summary": "业务号不符"},
+        )
     stable(engine, b)
     assert _waiting(engine, b)
     assert [r["command"] for r in audit_trail(engine, b)] == ["start"]
@@ -128,18 +139,25 @@ def test_message_with_the_wrong_key_is_not_delivered(engine: Engine) -> None:
     assert _waiting(engine, b)
     assert [m["correlation_keys"] for m in buffered(engine)] == [{"case_no": "AJ-555"}]
 
-    result = engine.correlate("移送线索", correlation_keys={"case_no": "AJ-100"},
-                              variables={"summary": "对的"})
+    result = engine.correlate(
+        "移送线索", correlation_keys={"case_no": "AJ-100"}, variables={"summary": "对的"}
+    )
     stable(engine, b)
     assert [r["id"] for r in result["instances"]] == [b]
     assert instance(engine, b)["variables"] == {"case_no": "AJ-100", "summary": "对的"}
 
 
-def test_message_before_the_receiver_waits_is_buffered_and_delivered_later(engine: Engine,
-                                                                           clock: ManualClock) -> None:
+def test_message_before_the_receiver_waits_is_buffered_and_delivered_later(
+    engine: Engine, clock: ManualClock
+) -> None:
     deploy(engine, SENDER, RECEIVER)
-    early = engine.correlate("移送线索", correlation_keys={"case_no": "AJ-200"},
-                             variables={"summary": "先到"}, message_id="m-early", ttl_seconds=3600)
+    early = engine.correlate(
+        "移送线索",
+        correlation_keys={"case_no": "AJ-200"},
+        variables={"summary": "先到"},
+        message_id="m-early",
+        ttl_seconds=3600,
+    )
     assert early == {"message_id": "m-early", "buffered": True, "instances": []}
     assert [m["message_id"] for m in buffered(engine)] == ["m-early"]
     # Without a time-to-live a message nobody waits for is refused.
@@ -159,8 +177,13 @@ def test_message_before_the_receiver_waits_is_buffered_and_delivered_later(engin
     assert receiver["variables"] == {"case_no": "AJ-200", "summary": "先到"}
     assert buffered(engine) == []
     # The buffered message was processed once: repeating it is a no-op.
-    again = engine.correlate("移送线索", correlation_keys={"case_no": "AJ-200"},
-                             variables={"summary": "重复"}, message_id="m-early", ttl_seconds=3600)
+    again = engine.correlate(
+        "移送线索",
+        correlation_keys={"case_no": "AJ-200"},
+        variables={"summary": "重复"},
+        message_id="m-early",
+        ttl_seconds=3600,
+    )
     stable(engine, receiver["id"])
     assert again["duplicate"] is True
     assert buffered(engine) == []
@@ -169,8 +192,13 @@ def test_message_before_the_receiver_waits_is_buffered_and_delivered_later(engin
 
 def test_buffered_message_expires_after_its_ttl(engine: Engine, clock: ManualClock) -> None:
     deploy(engine, SENDER, RECEIVER)
-    engine.correlate("移送线索", correlation_keys={"case_no": "AJ-300"}, variables={"summary": "过期"},
-                     message_id="m-late", ttl_seconds=600)
+    engine.correlate(
+        "移送线索",
+        correlation_keys={"case_no": "AJ-300"},
+        variables={"summary": "过期"},
+        message_id="m-late",
+        ttl_seconds=600,
+    )
     clock.advance(minutes=11)
     receiver = engine.start(key="clue_receiver", variables={"case_no": "AJ-300"})
     stable(engine, receiver["id"])
@@ -182,16 +210,18 @@ def test_buffered_message_expires_after_its_ttl(engine: Engine, clock: ManualClo
 def test_duplicate_message_id_is_a_no_op(engine: Engine) -> None:
     deploy(engine, SENDER, RECEIVER)
     first = _receiver(engine, "AJ-400")
-    result = engine.correlate("移送线索", correlation_keys={"case_no": "AJ-400"}, variables={"summary": "一"},
-                              message_id="m-400")
+    result = engine.correlate(
+        "移送线索", correlation_keys={"case_no": "AJ-400"}, variables={"summary": "一"}, message_id="m-400"
+    )
     stable(engine, first)
     assert [r["id"] for r in result["instances"]] == [first]
     revision = instance(engine, first)["revision"]
 
     # A second receiver with the same key now waits; the same message id must not reach it.
     second = _receiver(engine, "AJ-400")
-    again = engine.correlate("移送线索", correlation_keys={"case_no": "AJ-400"}, variables={"summary": "二"},
-                             message_id="m-400")
+    again = engine.correlate(
+        "移送线索", correlation_keys={"case_no": "AJ-400"}, variables={"summary": "二"}, message_id="m-400"
+    )
     stable(engine, first, second)
     assert again["duplicate"] is True
     assert [r["id"] for r in again["instances"]] == [first]
@@ -225,15 +255,17 @@ def test_ambiguous_correlation_is_refused_unless_all(engine: Engine) -> None:
     assert all(_waiting(engine, t) for t in twins)
 
     # A business key narrows it to one.
-    narrowed = engine.correlate("移送线索", business_key="R-B", correlation_keys={"case_no": "AJ-500"},
-                                variables={"summary": "只给B"})
+    narrowed = engine.correlate(
+        "移送线索", business_key="R-B", correlation_keys={"case_no": "AJ-500"}, variables={"summary": "只给B"}
+    )
     stable(engine, *twins)
     assert [r["id"] for r in narrowed["instances"]] == [twins[1]]
     assert _waiting(engine, twins[0])
 
     more = [_receiver(engine, "AJ-500", "R-C"), _receiver(engine, "AJ-500", "R-D")]
-    result = engine.correlate("移送线索", correlation_keys={"case_no": "AJ-500"},
-                              variables={"summary": "群发"}, all=True)
+    result = engine.correlate(
+        "移送线索", correlation_keys={"case_no": "AJ-500"}, variables={"summary": "群发"}, all=True
+    )
     stable(engine, *twins, *more, bystander)
     assert sorted(r["id"] for r in result["instances"]) == sorted([twins[0], *more])
     assert instance(engine, twins[1])["variables"]["summary"] == "只给B"
@@ -245,9 +277,12 @@ def test_ambiguous_correlation_is_refused_unless_all(engine: Engine) -> None:
 # --------------------------------------------------------------------------------------- message start events
 def test_correlate_starts_a_process_with_a_message_start_event(engine: Engine) -> None:
     deploy(engine, "举报受理_消息启动.bpmn", RECEIVER)
-    result = engine.correlate("举报线索", business_key="JB-1",
-                              variables={"reporter_alias": "热心市民", "content": "夜间施工扰民"},
-                              message_id="report-1")
+    result = engine.correlate(
+        "举报线索",
+        business_key="JB-1",
+        variables={"reporter_alias": "热心市民", "content": "夜间施工扰民"},
+        message_id="report-1",
+    )
     [started] = result["instances"]
     iid = started["id"]
     stable(engine, iid)
@@ -273,9 +308,11 @@ def test_correlate_starts_a_process_with_a_message_start_event(engine: Engine) -
 def test_a_thrown_message_starts_another_process_through_the_outbox(engine: Engine) -> None:
     deploy(engine, "举报受理_消息启动.bpmn")
     deploy(engine, "举报转交.bpmn")
-    forwarder = engine.start(key="report_forwarder", business_key="ZJ-1",
-                             variables={"reporter_alias": "老王", "report_text": "河道排污",
-                                        "reporter_phone": "13800000000"})
+    forwarder = engine.start(
+        key="report_forwarder",
+        business_key="ZJ-1",
+        variables={"reporter_alias": "老王", "report_text": "河道排污", "reporter_phone": "13800000000"},
+    )
     stable(engine, forwarder["id"])
     assert forwarder["state"] == "completed"
     assert instances_of(engine, "report_intake") == []  # nothing starts before the relay

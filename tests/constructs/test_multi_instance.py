@@ -31,21 +31,28 @@ def test_parallel_collection_one_task_per_element_each_completed_separately(engi
         engine.complete(by_user["li.si"]["id"], {"opinion": "代签"}, user="zhang.san")
 
     for done_count, user in enumerate(["li.si", "wang.wu"], start=1):
-        after = engine.complete(by_user[user]["id"], {"opinion": f"{user} 同意", f"agree_{done_count}": True},
-                                user=user)
+        after = engine.complete(
+            by_user[user]["id"], {"opinion": f"{user} 同意", f"agree_{done_count}": True}, user=user
+        )
         stable(engine, iid)
         assert after["state"] == "running"
         assert after["activities"] == ["sign_opinion"]
         assert len(tasks(engine, instance_id=iid)) == 3 - done_count
         assert tasks(engine, candidate_group="office") == []
-    last = engine.complete(by_user["zhang.san"]["id"], {"opinion": "zhang.san 同意", "agree_3": True},
-                           user="zhang.san")
+    last = engine.complete(
+        by_user["zhang.san"]["id"], {"opinion": "zhang.san 同意", "agree_3": True}, user="zhang.san"
+    )
     stable(engine, iid)
     assert last["activities"] == ["summary"]
     # What each reviewer entered is kept (the last to finish wins a shared name, as in Camunda); the element
     # variable stays local to its instance.
-    assert last["variables"] == {"reviewers": REVIEWERS, "opinion": "zhang.san 同意", "agree_1": True,
-                                 "agree_2": True, "agree_3": True}
+    assert last["variables"] == {
+        "reviewers": REVIEWERS,
+        "opinion": "zhang.san 同意",
+        "agree_1": True,
+        "agree_2": True,
+        "agree_3": True,
+    }
     closed = tasks(engine, instance_id=iid, state="completed")
     assert sorted(t["completed_by"] for t in closed) == sorted(REVIEWERS)
 
@@ -53,8 +60,13 @@ def test_parallel_collection_one_task_per_element_each_completed_separately(engi
     done = engine.complete(summary["id"], {"result": "会签通过"}, user="office.1")
     stable(engine, iid)
     assert done["state"] == "completed"
-    assert [r["command"] for r in audit_trail(engine, iid)] == ["start", "complete", "complete", "complete",
-                                                                  "complete"]
+    assert [r["command"] for r in audit_trail(engine, iid)] == [
+        "start",
+        "complete",
+        "complete",
+        "complete",
+        "complete",
+    ]
 
 
 def test_parallel_collection_that_is_empty_goes_straight_on(engine: Engine) -> None:
@@ -76,8 +88,9 @@ def test_sequential_collection_one_task_at_a_time_in_order(engine: Engine) -> No
         assert current["element_id"] == "approve"
         assert current["assignee"] == approver
         seen.append(approver)
-        result = engine.complete(current["id"], {"last_approver": approver, f"step_{position}": "同意"},
-                                 user=approver)
+        result = engine.complete(
+            current["id"], {"last_approver": approver, f"step_{position}": "同意"}, user=approver
+        )
         stable(engine, iid)
         assert result["state"] == ("running" if position < len(approvers) - 1 else "completed")
     assert seen == approvers
@@ -104,9 +117,15 @@ def test_loop_cardinality_creates_n_tasks(engine: Engine) -> None:
         assert len(tasks(engine, instance_id=iid)) == 2 - index
     assert result["state"] == "completed"
     assert {k: v for k, v in result["variables"].items() if k.startswith("site_")} == {
-        "site_0": "合格", "site_1": "合格", "site_2": "合格"}
-    assert [t["completed_by"] for t in tasks(engine, instance_id=iid, state="completed")
-            if t["id"] == checks[1]["id"]] == ["inspector.2"]
+        "site_0": "合格",
+        "site_1": "合格",
+        "site_2": "合格",
+    }
+    assert [
+        t["completed_by"]
+        for t in tasks(engine, instance_id=iid, state="completed")
+        if t["id"] == checks[1]["id"]
+    ] == ["inspector.2"]
 
 
 def test_collection_must_name_a_variable(engine: Engine) -> None:

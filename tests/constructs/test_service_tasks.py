@@ -30,8 +30,9 @@ JOBS = "证照核验_外部任务.bpmn"
 
 def _start(engine: Engine, **variables: Any) -> str:
     deploy_b(engine, JOBS)
-    started = engine.start(key="licence_jobs", business_key="XK-2026-500",
-                           variables={"licence_no": "JY-3301-0042", **variables})
+    started = engine.start(
+        key="licence_jobs", business_key="XK-2026-500", variables={"licence_no": "JY-3301-0042", **variables}
+    )
     view = step(engine, started)
     assert view["state"] == "running"
     assert view["activities"] == ["verify"]
@@ -51,7 +52,8 @@ def test_each_service_task_waits_as_a_job_and_continues_with_the_worker_result(e
     assert jobs(engine, topic="licence-verify") == [job]
     view = instance(engine, iid)
     assert view["waiting_for"]["jobs"] == [
-        {"id": job["id"], "element_id": "verify", "topic": "licence-verify", "retries": 3}]
+        {"id": job["id"], "element_id": "verify", "topic": "licence-verify", "retries": 3}
+    ]
     assert view["tasks"] == []
 
     done = engine.complete_job(job["id"], {"licence_valid": True, "holder": "张三"}, actor="worker:verify")
@@ -72,8 +74,13 @@ def test_each_service_task_waits_as_a_job_and_continues_with_the_worker_result(e
     view = step(engine, done)
     assert view["activities"] == ["decide"]
     assert jobs(engine) == []
-    assert view["variables"] == {"licence_no": "JY-3301-0042", "licence_valid": True, "holder": "张三",
-                                 "sms_id": "SMS-77", "archived": True}
+    assert view["variables"] == {
+        "licence_no": "JY-3301-0042",
+        "licence_valid": True,
+        "holder": "张三",
+        "sms_id": "SMS-77",
+        "archived": True,
+    }
     decided = engine.complete(one_task(engine, iid, "decide")["id"], {"granted": True}, user="officer.1")
     assert step(engine, decided)["state"] == "completed"
 

@@ -42,8 +42,9 @@ def _definitions(engine: Engine) -> list[dict[str, object]]:
 
 
 def _run_licence_check(engine: Engine) -> None:
-    started = engine.start(key="licence_apply", business_key="XK-2026-0301",
-                           variables={"amount": 300, "applicant": "张三"})
+    started = engine.start(
+        key="licence_apply", business_key="XK-2026-0301", variables={"amount": 300, "applicant": "张三"}
+    )
     iid = started["id"]
     view = step(engine, started)
     assert view["state"] == "running"
@@ -58,8 +59,14 @@ def _run_licence_check(engine: Engine) -> None:
     view = step(engine, done)
     assert view["activities"] == ["decide"]
     # In: the child computed its fee from the parent's amount. Out: the child's results are the parent's now.
-    assert view["variables"] == {"amount": 300, "applicant": "张三", "found": True,
-                                 "licence_no": "JY-3301-0001", "fee": 600, "checked_by": "records"}
+    assert view["variables"] == {
+        "amount": 300,
+        "applicant": "张三",
+        "found": True,
+        "licence_no": "JY-3301-0001",
+        "fee": 600,
+        "checked_by": "records",
+    }
     decided = engine.complete(one_task(engine, iid, "decide")["id"], {"granted": True}, user="officer.1")
     view = step(engine, decided)
     assert view["state"] == "completed"
@@ -105,11 +112,14 @@ def test_calling_a_process_that_is_not_deployed_is_refused(engine: Engine) -> No
 
 
 def _self_caller() -> bytes:
-    return process("self_caller", f"""
+    return process(
+        "self_caller",
+        f"""
   <bpmn:startEvent id="start"/>
   <bpmn:callActivity id="again" name="再次调用本流程" calledElement="self_caller"/>
   <bpmn:endEvent id="end"/>
-  {chain("start", "again", "end")}""")
+  {chain("start", "again", "end")}""",
+    )
 
 
 def test_call_activity_calling_its_own_process_is_refused_naming_the_element(engine: Engine) -> None:
@@ -126,17 +136,24 @@ def test_call_activity_calling_its_own_process_is_refused_naming_the_element(eng
 
 
 def _caller(pid: str, element: str, target: str) -> bytes:
-    return process(pid, f"""
+    return process(
+        pid,
+        f"""
   <bpmn:startEvent id="start"/>
   <bpmn:callActivity id="{element}" calledElement="{target}"/>
   <bpmn:endEvent id="end"/>
-  {chain("start", element, "end")}""")
+  {chain("start", element, "end")}""",
+    )
 
 
 def test_indirect_recursion_is_refused_within_and_across_deployments(engine: Engine) -> None:
     with pytest.raises(InvalidModel) as caught:
-        engine.deploy([("a.bpmn", _caller("proc_a", "call_b", "proc_b")),
-                       ("b.bpmn", _caller("proc_b", "call_a", "proc_a"))])
+        engine.deploy(
+            [
+                ("a.bpmn", _caller("proc_a", "call_b", "proc_b")),
+                ("b.bpmn", _caller("proc_b", "call_a", "proc_a")),
+            ]
+        )
     assert caught.value.details["element_id"] in ("call_a", "call_b")
     assert _definitions(engine) == []
 
@@ -152,7 +169,8 @@ def test_indirect_recursion_is_refused_within_and_across_deployments(engine: Eng
 
 # ----------------------------------------------------------------------------------- embedded subprocess
 def test_embedded_subprocess_with_user_tasks_completes_and_disarms_its_boundary_timer(
-        engine: Engine, clock: ManualClock) -> None:
+    engine: Engine, clock: ManualClock
+) -> None:
     deploy_b(engine, REVIEW)
     started = engine.start(key="case_review", business_key="AJ-2026-17", variables={"review_limit": "P5D"})
     iid = started["id"]
@@ -169,8 +187,9 @@ def test_embedded_subprocess_with_user_tasks_completes_and_disarms_its_boundary_
     assert open_elements(engine, iid) == ["collect"]
     assert timer_dues(engine, iid) == [("sp_deadline", T0 + timedelta(days=5))]  # still inside the subprocess
 
-    done = engine.complete(one_task(engine, iid, "collect")["id"], {"evidence": ["照片", "笔录"]},
-                           user="investigator.1")
+    done = engine.complete(
+        one_task(engine, iid, "collect")["id"], {"evidence": ["照片", "笔录"]}, user="investigator.1"
+    )
     view = step(engine, done)
     assert view["activities"] == ["sign"]
     assert view["waiting_for"]["timers"] == []

@@ -39,44 +39,68 @@ def _timer(kind: str, value: str) -> str:
 
 
 def _waiting_process(pid: str, kind: str, value: str) -> bytes:
-    return process(pid, f"""
+    return process(
+        pid,
+        f"""
   <bpmn:startEvent id="start"/>
   <bpmn:intermediateCatchEvent id="wait" name="等待期满">{_timer(kind, value)}</bpmn:intermediateCatchEvent>
   <bpmn:userTask id="after" name="期满处理" camunda:candidateGroups="officer"/>
   <bpmn:endEvent id="end"/>
-  {chain("start", "wait", "after", "end")}""")
+  {chain("start", "wait", "after", "end")}""",
+    )
 
 
 def _timer_start_process(pid: str, kind: str, value: str) -> bytes:
-    return process(pid, f"""
+    return process(
+        pid,
+        f"""
   <bpmn:startEvent id="tick" name="定时启动">{_timer(kind, value)}</bpmn:startEvent>
   <bpmn:userTask id="inspect" name="例行检查" camunda:candidateGroups="inspector"/>
   <bpmn:endEvent id="end"/>
-  {chain("tick", "inspect", "end")}""")
+  {chain("tick", "inspect", "end")}""",
+    )
 
 
 # ------------------------------------------------------------------------------ intermediate catch events
 INTERMEDIATE = [
     pytest.param("timeDuration", "PT5M", {}, T0 + timedelta(minutes=5), id="PT5M"),
     pytest.param("timeDuration", "P3D", {}, T0 + timedelta(days=3), id="P3D"),
-    pytest.param("timeDate", "2027-01-01T00:00:00+08:00", {}, datetime(2026, 12, 31, 16, 0, tzinfo=UTC),
-                 id="date-with-offset"),
+    pytest.param(
+        "timeDate",
+        "2027-01-01T00:00:00+08:00",
+        {},
+        datetime(2026, 12, 31, 16, 0, tzinfo=UTC),
+        id="date-with-offset",
+    ),
     # A cycle on an event a token passes once fires once, at its first due time (as in Camunda).
     pytest.param("timeCycle", "R3/PT10M", {}, T0 + timedelta(minutes=10), id="R3/PT10M"),
-    pytest.param("timeDuration", "${deadline}", {"deadline": "PT2H"}, T0 + timedelta(hours=2),
-                 id="expression-duration"),
-    pytest.param("timeDate", "${deadline}", {"deadline": "2026-03-05T09:00:00+08:00"},
-                 datetime(2026, 3, 5, 1, 0, tzinfo=UTC), id="expression-date"),
-    pytest.param("timeDuration", "'PT' + str(minutes) + 'M'", {"minutes": 45}, T0 + timedelta(minutes=45),
-                 id="expression-built"),
-    pytest.param("timeCycle", "${cycle}", {"cycle": "R2/PT1H"}, T0 + timedelta(hours=1),
-                 id="expression-cycle"),
+    pytest.param(
+        "timeDuration", "${deadline}", {"deadline": "PT2H"}, T0 + timedelta(hours=2), id="expression-duration"
+    ),
+    pytest.param(
+        "timeDate",
+        "${deadline}",
+        {"deadline": "2026-03-05T09:00:00+08:00"},
+        datetime(2026, 3, 5, 1, 0, tzinfo=UTC),
+        id="expression-date",
+    ),
+    pytest.param(
+        "timeDuration",
+        "'PT' + str(minutes) + 'M'",
+        {"minutes": 45},
+        T0 + timedelta(minutes=45),
+        id="expression-built",
+    ),
+    pytest.param(
+        "timeCycle", "${cycle}", {"cycle": "R2/PT1H"}, T0 + timedelta(hours=1), id="expression-cycle"
+    ),
 ]
 
 
 @pytest.mark.parametrize(("kind", "value", "variables", "due"), INTERMEDIATE)
-def test_intermediate_timer_waits_until_due(engine: Engine, clock: ManualClock, kind: str, value: str,
-                                             variables: dict[str, Any], due: datetime) -> None:
+def test_intermediate_timer_waits_until_due(
+    engine: Engine, clock: ManualClock, kind: str, value: str, variables: dict[str, Any], due: datetime
+) -> None:
     engine.deploy([("wait.bpmn", _waiting_process("wait_timer", kind, value))])
     started = engine.start(key="wait_timer", business_key="T-1", variables=variables)
     view = step(engine, started)
@@ -135,17 +159,23 @@ def test_due_time_is_computed_once_when_the_timer_is_reached(engine: Engine, clo
 
 
 # ------------------------------------------------------------------------------------ timer start events
-@pytest.mark.parametrize(("kind", "value", "due"), [
-    pytest.param("timeDate", "2027-01-01T00:00:00+08:00", datetime(2026, 12, 31, 16, 0, tzinfo=UTC),
-                 id="date"),
-    pytest.param("timeDuration", "PT1H", T0 + timedelta(hours=1), id="duration"),
-])
-def test_timer_start_event_starts_one_instance_when_due(engine: Engine, clock: ManualClock, kind: str,
-                                                        value: str, due: datetime) -> None:
+@pytest.mark.parametrize(
+    ("kind", "value", "due"),
+    [
+        pytest.param(
+            "timeDate", "2027-01-01T00:00:00+08:00", datetime(2026, 12, 31, 16, 0, tzinfo=UTC), id="date"
+        ),
+        pytest.param("timeDuration", "PT1H", T0 + timedelta(hours=1), id="duration"),
+    ],
+)
+def test_timer_start_event_starts_one_instance_when_due(
+    engine: Engine, clock: ManualClock, kind: str, value: str, due: datetime
+) -> None:
     deployed = engine.deploy([("tick.bpmn", _timer_start_process("scheduled_once", kind, value))])
     definition_id = deployed["definitions"][0]["id"]
-    assert start_timers(engine) == [{"definition_id": definition_id, "element_id": "tick", "due_at": due,
-                                     "cycle": None}]
+    assert start_timers(engine) == [
+        {"definition_id": definition_id, "element_id": "tick", "due_at": due, "cycle": None}
+    ]
     assert engine.next_timer_due() == due
 
     clock.set(due - timedelta(seconds=1))
@@ -223,8 +253,10 @@ def test_interrupting_boundary_timer_cancels_task_and_escalates(engine: Engine, 
     iid = started["id"]
     view = step(engine, started)
     assert open_elements(engine, iid) == ["review"]
-    assert timer_dues(engine, iid) == [("overdue", T0 + timedelta(days=3)),
-                                       ("remind", T0 + timedelta(hours=1))]
+    assert timer_dues(engine, iid) == [
+        ("overdue", T0 + timedelta(days=3)),
+        ("remind", T0 + timedelta(hours=1)),
+    ]
 
     # Two reminders (R2/PT1H), then the cycle is over; the review task stays open.
     clock.advance(hours=1)
@@ -274,8 +306,10 @@ def test_non_interrupting_cycle_creates_a_reminder_at_each_firing(engine: Engine
     step(engine, iid)
     assert open_elements(engine, iid) == ["reminder", "review"]
     assert one_task(engine, iid, "review")["id"] == review_id  # the same task, still open
-    assert timer_dues(engine, iid) == [("overdue", T0 + timedelta(days=3)),
-                                       ("remind", T0 + timedelta(hours=2))]
+    assert timer_dues(engine, iid) == [
+        ("overdue", T0 + timedelta(days=3)),
+        ("remind", T0 + timedelta(hours=2)),
+    ]
 
     clock.set(T0 + timedelta(hours=2))
     assert engine.fire_due_timers() == 1
@@ -300,7 +334,8 @@ def test_non_interrupting_cycle_creates_a_reminder_at_each_firing(engine: Engine
 
 
 def test_reminder_started_before_completion_survives_and_no_later_reminder_comes(
-        engine: Engine, clock: ManualClock) -> None:
+    engine: Engine, clock: ManualClock
+) -> None:
     deploy_b(engine, "许可审查_催办.bpmn")
     started = engine.start(key="licence_review")
     iid = started["id"]
@@ -342,15 +377,18 @@ def test_interrupting_boundary_cycle_fires_once(engine: Engine, clock: ManualClo
 
 
 # ------------------------------------------------------------------------------ invalid timer values
-@pytest.mark.parametrize(("variables", "error_type", "fragment"), [
-    pytest.param({"deadline": "soon"}, "TimerValueError", "'soon'", id="not-a-duration"),
-    pytest.param({"deadline": "下周二"}, "TimerValueError", "下周二", id="chinese-text"),
-    pytest.param({"deadline": 5}, "TypeError", "int", id="a-number"),
-    pytest.param({}, "UnknownVariableError", "deadline", id="missing-variable"),
-])
+@pytest.mark.parametrize(
+    ("variables", "error_type", "fragment"),
+    [
+        pytest.param({"deadline": "soon"}, "TimerValueError", "'soon'", id="not-a-duration"),
+        pytest.param({"deadline": "下周二"}, "TimerValueError", "下周二", id="chinese-text"),
+        pytest.param({"deadline": 5}, "TypeError", "int", id="a-number"),
+        pytest.param({}, "UnknownVariableError", "deadline", id="missing-variable"),
+    ],
+)
 def test_garbage_timer_value_is_an_incident_and_a_retry_with_fixed_variables_arms_it(
-        engine: Engine, clock: ManualClock, variables: dict[str, Any], error_type: str,
-        fragment: str) -> None:
+    engine: Engine, clock: ManualClock, variables: dict[str, Any], error_type: str, fragment: str
+) -> None:
     engine.deploy([("wait.bpmn", _waiting_process("bad_timer", "timeDuration", "${deadline}"))])
     started = engine.start(key="bad_timer", business_key="T-BAD", variables=variables)
     assert started["state"] == "incident"
@@ -402,7 +440,8 @@ def test_retry_that_is_still_garbage_opens_a_new_incident(engine: Engine) -> Non
 
 
 def test_garbage_boundary_timer_keeps_the_task_and_arms_all_boundaries_after_retry(
-        engine: Engine, clock: ManualClock) -> None:
+    engine: Engine, clock: ManualClock
+) -> None:
     body = f"""
   <bpmn:startEvent id="start"/>
   <bpmn:userTask id="work" name="办理"/>

@@ -17,8 +17,12 @@ SIGN_BY = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 
 def _start(engine: Engine, business_key: str, *, urgent: bool = False) -> str:
     deploy(engine, PERMIT)
-    started = engine.start(key="permit_application", business_key=business_key, actor="portal",
-                           variables={"urgent": urgent, "signer": "li.juzhang", "sign_by": SIGN_BY})
+    started = engine.start(
+        key="permit_application",
+        business_key=business_key,
+        actor="portal",
+        variables={"urgent": urgent, "signer": "li.juzhang", "sign_by": SIGN_BY},
+    )
     stable(engine, started["id"])
     assert started["activities"] == ["accept"]
     return str(started["id"])
@@ -44,8 +48,11 @@ def test_lane_and_candidate_groups_and_iso_due_date(engine: Engine, clock: Manua
 
 def test_candidate_users_and_juel_due_dates(engine: Engine, clock: ManualClock) -> None:
     urgent = _start(engine, "XK-2", urgent=True)
-    calm = engine.start(key="permit_application", business_key="XK-3",
-                        variables={"urgent": False, "signer": "li.juzhang", "sign_by": SIGN_BY})["id"]
+    calm = engine.start(
+        key="permit_application",
+        business_key="XK-3",
+        variables={"urgent": False, "signer": "li.juzhang", "sign_by": SIGN_BY},
+    )["id"]
     stable(engine, calm)
     clock.advance(minutes=10)
     for iid in (urgent, calm):
@@ -144,8 +151,14 @@ def test_claim_unclaim_assign_and_conflicts(engine: Engine) -> None:
 
     trail = audit_trail(engine, iid)
     assert [(r["command"], r["actor"]) for r in trail] == [
-        ("start", "portal"), ("claim", "window.1"), ("claim", "window.1"), ("unclaim", "window.1"),
-        ("claim", "window.2"), ("assign", "duty_leader.1"), ("complete", "window.3")]
+        ("start", "portal"),
+        ("claim", "window.1"),
+        ("claim", "window.1"),
+        ("unclaim", "window.1"),
+        ("claim", "window.2"),
+        ("assign", "duty_leader.1"),
+        ("complete", "window.3"),
+    ]
     assert trail[5]["details"] == {"assignee": "window.3", "previous": "window.2"}
     assert all(r["task_id"] == accept["id"] for r in trail[1:])
     # The records chain: each hash differs and the sequence has no gaps.
@@ -155,8 +168,11 @@ def test_claim_unclaim_assign_and_conflicts(engine: Engine) -> None:
 
 def test_list_tasks_by_instance_group_and_assignee_across_instances(engine: Engine) -> None:
     first = _start(engine, "XK-6")
-    second = engine.start(key="permit_application", business_key="XK-7",
-                          variables={"urgent": False, "signer": "wang.fuju", "sign_by": SIGN_BY})["id"]
+    second = engine.start(
+        key="permit_application",
+        business_key="XK-7",
+        variables={"urgent": False, "signer": "wang.fuju", "sign_by": SIGN_BY},
+    )["id"]
     stable(engine, second)
     assert {t["instance_id"] for t in tasks(engine, candidate_group="窗口受理")} == {first, second}
     [only_first] = tasks(engine, instance_id=first)

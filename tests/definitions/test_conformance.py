@@ -40,7 +40,8 @@ UNKNOWN_VARIABLE = re.compile(r"unknown variable '([^']+)'")
 # Why a Camunda example may be refused: caseflow never runs code in a language it cannot make safe.
 POLICY_REFUSALS = (
     "script format",  # javascript, groovy, xslt script tasks
-    "camunda:executionListener", "camunda:taskListener",  # listeners run Java or script code
+    "camunda:executionListener",
+    "camunda:taskListener",  # listeners run Java or script code
     "cron expression",  # timers are ISO 8601
     "is not allowed in expression",  # e.g. Camunda Spin's customer.prop("age").numberValue()
 )
@@ -162,12 +163,15 @@ def _task_expectations(path: Path) -> dict[str, dict[str, Any]]:
     root = etree.fromstring(path.read_bytes(), parser=parser)
     expected: dict[str, dict[str, Any]] = {}
     for node in root.iter(f"{{{BPMN_NS}}}userTask"):
+
         def literal(name: str, node: Any = node) -> str | None:
             value = node.get(f"{{{CAMUNDA_NS}}}{name}")
             return None if value is None or "{" in value else value.strip()
+
         groups = literal("candidateGroups")
         expected[node.get("id")] = {
-            "form_key": literal("formKey"), "assignee": literal("assignee"),
+            "form_key": literal("formKey"),
+            "assignee": literal("assignee"),
             "candidate_groups": [g.strip() for g in groups.split(",")] if groups else None,
         }
     return expected
@@ -205,8 +209,13 @@ def _form_values(engine: Engine, definition_id: str, element_id: str) -> dict[st
     return values
 
 
-def drive(engine: Engine, clock: ManualClock, instance_id: str, outcome: Outcome,
-          expected: dict[str, dict[str, Any]]) -> str:
+def drive(
+    engine: Engine,
+    clock: ManualClock,
+    instance_id: str,
+    outcome: Outcome,
+    expected: dict[str, dict[str, Any]],
+) -> str:
     """Advance an instance as its users, workers and the clock would, until it ends or nothing moves it."""
     for _ in range(60):
         with read_only(engine.db) as conn:
@@ -282,8 +291,11 @@ class Baseline:
 
 
 def manifest_baseline() -> Baseline:
-    rows = [r for r in csv.DictReader((CORPUS / "MANIFEST.csv").open(encoding="utf-8"))
-            if r["source"] == CAMUNDA and r["kind"] == "bpmn" and (CORPUS / CAMUNDA / r["path"]).is_file()]
+    rows = [
+        r
+        for r in csv.DictReader((CORPUS / "MANIFEST.csv").open(encoding="utf-8"))
+        if r["source"] == CAMUNDA and r["kind"] == "bpmn" and (CORPUS / CAMUNDA / r["path"]).is_file()
+    ]
     columns = ("bpmn_exec", "camunda_exec", "spiff_exec")
 
     def parsed(value: str) -> bool:
@@ -297,8 +309,10 @@ def manifest_baseline() -> Baseline:
         files=len(rows),
         parsed=max(sum(parsed(r[c]) for r in rows) for c in columns),
         completed=max(sum(completed(r[c]) for r in rows) for c in columns),
-        finished_files=max(sum(completed(r[c]) > 0 and "=" not in re.sub(r"completed=\d+;?", "", r[c])
-                               for r in rows) for c in columns),
+        finished_files=max(
+            sum(completed(r[c]) > 0 and "=" not in re.sub(r"completed=\d+;?", "", r[c]) for r in rows)
+            for c in columns
+        ),
     )
 
 
@@ -370,8 +384,12 @@ def test_camunda_examples_run_better_than_the_bare_library(camunda_outcomes: lis
 def test_camunda_java_delegates_become_jobs_on_their_topic(tmp_path: Path, clock: ManualClock) -> None:
     """A camunda:class service task cannot run Java here: it is a job on the class's topic for a worker."""
     require_shared()
-    path = CORPUS / CAMUNDA / "servicetask/service-invocation-synchronous/src/main/resources" \
+    path = (
+        CORPUS
+        / CAMUNDA
+        / "servicetask/service-invocation-synchronous/src/main/resources"
         / "synchronousServiceInvocation.bpmn"
+    )
     if not path.is_file():
         pytest.skip(f"{path} is not in this corpus")
     engine = _fresh_engine(tmp_path, "java", clock)

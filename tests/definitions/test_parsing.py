@@ -17,10 +17,17 @@ from tests.bpmn_util import chain, process
 
 
 def _one_service(attributes: str, pid: str = "svc") -> bytes:
-    return process(pid, "\n".join([
-        '<bpmn:startEvent id="start"/>', f'<bpmn:serviceTask id="call" {attributes}/>',
-        '<bpmn:endEvent id="end"/>', chain("start", "call", "end"),
-    ]))
+    return process(
+        pid,
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                f'<bpmn:serviceTask id="call" {attributes}/>',
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "call", "end"),
+            ]
+        ),
+    )
 
 
 def _jobs(engine: Engine) -> list[dict[str, Any]]:
@@ -36,19 +43,32 @@ def _refused(engine: Engine, content: bytes, name: str = "model.bpmn") -> Invali
 
 
 # ============================================================ Camunda 7 Java implementations become jobs
-@pytest.mark.parametrize(("attributes", "topic"), [
-    ('camunda:class="org.example.LoggerDelegate"', "org.example.LoggerDelegate"),
-    ('camunda:delegateExpression="${loggerDelegate}"', "loggerDelegate"),
-    ('camunda:delegateExpression="#{ledger.adapter}"', "ledger.adapter"),
-    ('camunda:expression="${orderService.place(order)}"', "call"),
-    ('camunda:class="org.example.Ignored" camunda:topic="ledger"', "ledger"),
-    ('camunda:type="external" camunda:topic="ledger"', "ledger"),
-    ('caseflow:topic="court-filing"', "court-filing"),
-    ("", "call"),
-], ids=["class", "delegate-bean", "delegate-dotted", "expression", "topic-wins", "external", "caseflow",
-        "plain"])
+@pytest.mark.parametrize(
+    ("attributes", "topic"),
+    [
+        ('camunda:class="org.example.LoggerDelegate"', "org.example.LoggerDelegate"),
+        ('camunda:delegateExpression="${loggerDelegate}"', "loggerDelegate"),
+        ('camunda:delegateExpression="#{ledger.adapter}"', "ledger.adapter"),
+        ('camunda:expression="${orderService.place(order)}"', "call"),
+        ('camunda:class="org.example.Ignored" camunda:topic="ledger"', "ledger"),
+        ('camunda:type="external" camunda:topic="ledger"', "ledger"),
+        ('caseflow:topic="court-filing"', "court-filing"),
+        ("", "call"),
+    ],
+    ids=[
+        "class",
+        "delegate-bean",
+        "delegate-dotted",
+        "expression",
+        "topic-wins",
+        "external",
+        "caseflow",
+        "plain",
+    ],
+)
 def test_service_task_implementations_become_jobs_on_a_topic(
-        sqlite_engine: Engine, attributes: str, topic: str) -> None:
+    sqlite_engine: Engine, attributes: str, topic: str
+) -> None:
     sqlite_engine.deploy([("svc.bpmn", _one_service(attributes))])
     started = sqlite_engine.start(key="svc")
     assert started["state"] == "running" and started["activities"] == ["call"]
@@ -65,30 +85,46 @@ def test_unknown_service_task_type_is_refused(sqlite_engine: Engine) -> None:
 # ============================================================================= code the engine never runs
 @pytest.mark.parametrize("fmt", ["javascript", "groovy", "JavaScript", "xslt"])
 def test_scripts_in_other_languages_are_refused(sqlite_engine: Engine, fmt: str) -> None:
-    content = process("js", "\n".join([
-        '<bpmn:startEvent id="start"/>',
-        f'<bpmn:scriptTask id="calc" scriptFormat="{fmt}"><bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>',
-        '<bpmn:endEvent id="end"/>', chain("start", "calc", "end"),
-    ]))
+    content = process(
+        "js",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                f'<bpmn:scriptTask id="calc" scriptFormat="{fmt}"><bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>',
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "calc", "end"),
+            ]
+        ),
+    )
     refused = _refused(sqlite_engine, content)
     assert refused.details["element_id"] == "calc"
     assert f"script format '{fmt.lower()}' is not supported" in refused.message
 
 
-@pytest.mark.parametrize("listener", [
-    '<camunda:executionListener class="org.example.Audit" event="start"/>',
-    '<camunda:executionListener expression="${execution.setVariable(\'x\', 1)}" event="end"/>',
-    '<camunda:executionListener event="start"><camunda:script scriptFormat="groovy">x = 1</camunda:script>'
-    "</camunda:executionListener>",
-    '<camunda:taskListener delegateExpression="${notify}" event="create"/>',
-], ids=["class", "expression", "script", "task-listener"])
+@pytest.mark.parametrize(
+    "listener",
+    [
+        '<camunda:executionListener class="org.example.Audit" event="start"/>',
+        '<camunda:executionListener expression="${execution.setVariable(\'x\', 1)}" event="end"/>',
+        '<camunda:executionListener event="start"><camunda:script scriptFormat="groovy">x = 1</camunda:script>'
+        "</camunda:executionListener>",
+        '<camunda:taskListener delegateExpression="${notify}" event="create"/>',
+    ],
+    ids=["class", "expression", "script", "task-listener"],
+)
 def test_listeners_are_refused_naming_their_element(sqlite_engine: Engine, listener: str) -> None:
-    content = process("listened", "\n".join([
-        '<bpmn:startEvent id="start"/>',
-        f'<bpmn:userTask id="review"><bpmn:extensionElements>{listener}</bpmn:extensionElements>'
-        "</bpmn:userTask>",
-        '<bpmn:endEvent id="end"/>', chain("start", "review", "end"),
-    ]))
+    content = process(
+        "listened",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                f'<bpmn:userTask id="review"><bpmn:extensionElements>{listener}</bpmn:extensionElements>'
+                "</bpmn:userTask>",
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "review", "end"),
+            ]
+        ),
+    )
     refused = _refused(sqlite_engine, content)
     assert refused.details["element_id"] == "review" and refused.details["line"]
     assert "Listener" in refused.message
@@ -96,21 +132,34 @@ def test_listeners_are_refused_naming_their_element(sqlite_engine: Engine, liste
 
 @pytest.mark.parametrize("cron", ["0/5 0/1 * 1/1 * ?", "0 0 12 * * ?", "*/5 * * * *", "0 15 10 ? * MON-FRI"])
 def test_cron_timers_are_refused_with_the_iso_alternative(sqlite_engine: Engine, cron: str) -> None:
-    content = process("cron", "\n".join([
-        '<bpmn:startEvent id="start"><bpmn:timerEventDefinition>'
-        f"<bpmn:timeCycle>{cron}</bpmn:timeCycle></bpmn:timerEventDefinition></bpmn:startEvent>",
-        '<bpmn:endEvent id="end"/>', chain("start", "end"),
-    ]))
+    content = process(
+        "cron",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"><bpmn:timerEventDefinition>'
+                f"<bpmn:timeCycle>{cron}</bpmn:timeCycle></bpmn:timerEventDefinition></bpmn:startEvent>",
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "end"),
+            ]
+        ),
+    )
     refused = _refused(sqlite_engine, content)
     assert refused.details["element_id"] == "start"
     assert "cron expression" in refused.message and "R/PT5M" in refused.message
 
 
 def test_business_rule_task_without_decision_ref_is_refused_clearly(sqlite_engine: Engine) -> None:
-    content = process("rules", "\n".join([
-        '<bpmn:startEvent id="start"/>', '<bpmn:businessRuleTask id="decide" name="判定"/>',
-        '<bpmn:endEvent id="end"/>', chain("start", "decide", "end"),
-    ]))
+    content = process(
+        "rules",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                '<bpmn:businessRuleTask id="decide" name="判定"/>',
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "decide", "end"),
+            ]
+        ),
+    )
     refused = _refused(sqlite_engine, content)
     assert refused.details["element_id"] == "decide"
     assert "camunda:decisionRef" in refused.message and "KeyError" not in refused.message
@@ -118,12 +167,22 @@ def test_business_rule_task_without_decision_ref_is_refused_clearly(sqlite_engin
 
 # ============================================================================== user task assignment
 def _assigned(assignee: str, initiator: bool = True) -> bytes:
-    start = '<bpmn:startEvent id="start" camunda:initiator="starter"/>' if initiator else \
-        '<bpmn:startEvent id="start"/>'
-    return process("assigned", "\n".join([
-        start, f'<bpmn:userTask id="review" camunda:assignee="{assignee}"/>', '<bpmn:endEvent id="end"/>',
-        chain("start", "review", "end"),
-    ]))
+    start = (
+        '<bpmn:startEvent id="start" camunda:initiator="starter"/>'
+        if initiator
+        else '<bpmn:startEvent id="start"/>'
+    )
+    return process(
+        "assigned",
+        "\n".join(
+            [
+                start,
+                f'<bpmn:userTask id="review" camunda:assignee="{assignee}"/>',
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "review", "end"),
+            ]
+        ),
+    )
 
 
 def test_camunda_initiator_receives_the_starting_user(engine: Engine) -> None:
@@ -160,12 +219,18 @@ def test_assignment_expression_that_fails_is_an_incident_then_retried(engine: En
 
 # ====================================================================== library errors name the element
 def test_multi_instance_over_a_missing_collection_names_the_element(sqlite_engine: Engine) -> None:
-    content = process("each", "\n".join([
-        '<bpmn:startEvent id="start"/>',
-        '<bpmn:userTask id="review_each"><bpmn:multiInstanceLoopCharacteristics camunda:collection="items" '
-        'camunda:elementVariable="item"/></bpmn:userTask>',
-        '<bpmn:endEvent id="end"/>', chain("start", "review_each", "end"),
-    ]))
+    content = process(
+        "each",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                '<bpmn:userTask id="review_each"><bpmn:multiInstanceLoopCharacteristics camunda:collection="items" '
+                'camunda:elementVariable="item"/></bpmn:userTask>',
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "review_each", "end"),
+            ]
+        ),
+    )
     sqlite_engine.deploy([("each.bpmn", content)])
     failed = sqlite_engine.start(key="each", variables={"items": None})
     assert failed["state"] == "incident" and failed["incident"]["element_id"] == "review_each"
@@ -174,11 +239,17 @@ def test_multi_instance_over_a_missing_collection_names_the_element(sqlite_engin
 
 
 def test_called_process_from_an_earlier_deployment_is_found(sqlite_engine: Engine) -> None:
-    sub = process("sub_review", '<bpmn:startEvent id="s"/><bpmn:userTask id="inner"/><bpmn:endEvent id="e"/>'
-                  + chain("s", "inner", "e"))
-    main = process("main", '<bpmn:startEvent id="start"/>'
-                   '<bpmn:callActivity id="call" calledElement="sub_review"/>'
-                   '<bpmn:endEvent id="end"/>' + chain("start", "call", "end"))
+    sub = process(
+        "sub_review",
+        '<bpmn:startEvent id="s"/><bpmn:userTask id="inner"/><bpmn:endEvent id="e"/>'
+        + chain("s", "inner", "e"),
+    )
+    main = process(
+        "main",
+        '<bpmn:startEvent id="start"/>'
+        '<bpmn:callActivity id="call" calledElement="sub_review"/>'
+        '<bpmn:endEvent id="end"/>' + chain("start", "call", "end"),
+    )
     refused = _refused(sqlite_engine, main, "main.bpmn")
     assert "sub_review" in refused.message
     sqlite_engine.deploy([("sub.bpmn", sub)])

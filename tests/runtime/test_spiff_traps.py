@@ -31,8 +31,10 @@ LIBRARY_REPR = "<Element"
 
 # ------------------------------------------------------------------------------------------------ helpers
 def _script(sid: str, text: str, fmt: str = "python") -> str:
-    return (f'<bpmn:scriptTask id="{sid}" scriptFormat="{fmt}"><bpmn:script>{text}</bpmn:script>'
-            "</bpmn:scriptTask>")
+    return (
+        f'<bpmn:scriptTask id="{sid}" scriptFormat="{fmt}"><bpmn:script>{text}</bpmn:script>'
+        "</bpmn:scriptTask>"
+    )
 
 
 def _user(tid: str, name: str = "") -> str:
@@ -70,12 +72,17 @@ def _deploy_one(engine: Engine, name: str, content: bytes) -> str:
 # ==================================================================== 1. scripts are never eval/exec
 def test_trap01_import_in_script_is_refused_at_deploy(engine: Engine, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    bpmn = process("evil", "\n".join([
-        '<bpmn:startEvent id="start"/>',
-        _script("escape", f"x = __import__('os').system('touch {marker}')"),
-        '<bpmn:endEvent id="end"/>',
-        chain("start", "escape", "end"),
-    ]))
+    bpmn = process(
+        "evil",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                _script("escape", f"x = __import__('os').system('touch {marker}')"),
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "escape", "end"),
+            ]
+        ),
+    )
     with pytest.raises(InvalidModel) as refused:
         engine.deploy([("evil.bpmn", bpmn)])
     assert "evil.bpmn" in refused.value.message
@@ -85,40 +92,68 @@ def test_trap01_import_in_script_is_refused_at_deploy(engine: Engine, tmp_path: 
         assert conn.execute(select(func.count()).select_from(deployment)).scalar() == 0
 
 
-@pytest.mark.parametrize("text", [
-    "x = ().__class__.__base__.__subclasses__()",
-    "x = (lambda: 1)()",
-    "import os",
-    "x = open('/etc/passwd').read()",
-    "x = eval('1')",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x = ().__class__.__base__.__subclasses__()",
+        "x = (lambda: 1)()",
+        "import os",
+        "x = open('/etc/passwd').read()",
+        "x = eval('1')",
+    ],
+)
 def test_trap01_sandbox_escapes_are_refused_at_deploy(sqlite_engine: Engine, text: str) -> None:
-    bpmn = process("escape", "\n".join([
-        '<bpmn:startEvent id="start"/>', _script("s", text), '<bpmn:endEvent id="end"/>',
-        chain("start", "s", "end"),
-    ]))
+    bpmn = process(
+        "escape",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                _script("s", text),
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "s", "end"),
+            ]
+        ),
+    )
     with pytest.raises(InvalidModel) as refused:
         sqlite_engine.deploy([("escape.bpmn", bpmn)])
     assert refused.value.details["element_id"] == "s"
 
 
 def test_trap01_escape_in_a_condition_is_refused_at_deploy(sqlite_engine: Engine) -> None:
-    bpmn = process("cond", "\n".join([
-        '<bpmn:startEvent id="start"/>', '<bpmn:exclusiveGateway id="gw" default="no"/>',
-        '<bpmn:endEvent id="yes_end"/>', '<bpmn:endEvent id="no_end"/>', flow("f0", "start", "gw"),
-        flow("yes", "gw", "yes_end", "__import__('os').getcwd() != ''"), flow("no", "gw", "no_end"),
-    ]))
+    bpmn = process(
+        "cond",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                '<bpmn:exclusiveGateway id="gw" default="no"/>',
+                '<bpmn:endEvent id="yes_end"/>',
+                '<bpmn:endEvent id="no_end"/>',
+                flow("f0", "start", "gw"),
+                flow("yes", "gw", "yes_end", "__import__('os').getcwd() != ''"),
+                flow("no", "gw", "no_end"),
+            ]
+        ),
+    )
     with pytest.raises(InvalidModel) as refused:
         sqlite_engine.deploy([("cond.bpmn", bpmn)])
     assert refused.value.details["element_id"] == "gw"
 
 
 def _grow_process() -> bytes:
-    return process("grow", "\n".join([
-        '<bpmn:startEvent id="start"/>', _user("review"), _script("calc", "y = x * 2"),
-        _script("grow_text", "s = 'a' * n"), _user("after"), '<bpmn:endEvent id="end"/>',
-        chain("start", "review", "calc", "grow_text", "after", "end"),
-    ]))
+    return process(
+        "grow",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                _user("review"),
+                _script("calc", "y = x * 2"),
+                _script("grow_text", "s = 'a' * n"),
+                _user("after"),
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "review", "calc", "grow_text", "after", "end"),
+            ]
+        ),
+    )
 
 
 def test_trap01_runtime_unsafe_operation_becomes_an_incident(engine: Engine) -> None:
@@ -154,13 +189,20 @@ def test_trap01_script_engine_is_set_again_after_every_load(engine: Engine) -> N
 
 # ================================================================== 2. timers: bare ISO 8601, injected clock
 def _timer_process(kind: str, value: str) -> bytes:
-    return process("wait_timer", "\n".join([
-        '<bpmn:startEvent id="start"/>',
-        '<bpmn:intermediateCatchEvent id="wait"><bpmn:timerEventDefinition>'
-        f"<bpmn:{kind}>{value}</bpmn:{kind}>"
-        "</bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>",
-        _user("after"), '<bpmn:endEvent id="end"/>', chain("start", "wait", "after", "end"),
-    ]))
+    return process(
+        "wait_timer",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                '<bpmn:intermediateCatchEvent id="wait"><bpmn:timerEventDefinition>'
+                f"<bpmn:{kind}>{value}</bpmn:{kind}>"
+                "</bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>",
+                _user("after"),
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "wait", "after", "end"),
+            ]
+        ),
+    )
 
 
 def test_trap02_bare_duration_fires_when_the_injected_clock_says(engine: Engine, clock: ManualClock) -> None:
@@ -191,14 +233,23 @@ def test_trap02_bare_date_fires_when_the_injected_clock_says(engine: Engine, clo
 
 
 def test_trap02_bare_cycle_and_boundary_duration_use_the_clock(engine: Engine, clock: ManualClock) -> None:
-    bpmn = process("boundary", "\n".join([
-        '<bpmn:startEvent id="start"/>', _user("review"),
-        '<bpmn:boundaryEvent id="late" attachedToRef="review"><bpmn:timerEventDefinition>'
-        "<bpmn:timeDuration>P2D</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:boundaryEvent>",
-        _user("escalated"), '<bpmn:endEvent id="end"/>', '<bpmn:endEvent id="end2"/>',
-        chain("start", "review", "end"), flow("f_late", "late", "escalated"),
-        flow("f_esc", "escalated", "end2"),
-    ]))
+    bpmn = process(
+        "boundary",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                _user("review"),
+                '<bpmn:boundaryEvent id="late" attachedToRef="review"><bpmn:timerEventDefinition>'
+                "<bpmn:timeDuration>P2D</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:boundaryEvent>",
+                _user("escalated"),
+                '<bpmn:endEvent id="end"/>',
+                '<bpmn:endEvent id="end2"/>',
+                chain("start", "review", "end"),
+                flow("f_late", "late", "escalated"),
+                flow("f_esc", "escalated", "end2"),
+            ]
+        ),
+    )
     key = _deploy_one(engine, "boundary.bpmn", bpmn)
     started = engine.start(key=key)
     clock.advance(days=1, hours=23, minutes=59)
@@ -208,10 +259,15 @@ def test_trap02_bare_cycle_and_boundary_duration_use_the_clock(engine: Engine, c
     assert _instance(engine, started["id"])["activities"] == ["escalated"]
 
 
-@pytest.mark.parametrize(("kind", "value"), [
-    ("timeDate", "2099-13-01T00:00:00Z"), ("timeCycle", "R0/PT1M"), ("timeCycle", "0 0/5 * * * ?"),
-    ("timeDuration", "PT1M + "),
-])
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        ("timeDate", "2099-13-01T00:00:00Z"),
+        ("timeCycle", "R0/PT1M"),
+        ("timeCycle", "0 0/5 * * * ?"),
+        ("timeDuration", "PT1M + "),
+    ],
+)
 def test_trap02_timer_value_is_checked_at_deploy(sqlite_engine: Engine, kind: str, value: str) -> None:
     with pytest.raises(InvalidModel) as refused:
         sqlite_engine.deploy([("timer.bpmn", _timer_process(kind, value))])
@@ -219,12 +275,19 @@ def test_trap02_timer_value_is_checked_at_deploy(sqlite_engine: Engine, kind: st
 
 
 # ==================================================================== 3. correlation is strict
-RECEIVER = process("receiver", "\n".join([
-    '<bpmn:startEvent id="start"/>',
-    '<bpmn:intermediateCatchEvent id="wait_reply"><bpmn:messageEventDefinition messageRef="reply"/>'
-    "</bpmn:intermediateCatchEvent>",
-    '<bpmn:endEvent id="end"/>', chain("start", "wait_reply", "end"),
-]), extra='<bpmn:message id="reply" name="reply" caseflow:correlationKeys="case_no"/>')
+RECEIVER = process(
+    "receiver",
+    "\n".join(
+        [
+            '<bpmn:startEvent id="start"/>',
+            '<bpmn:intermediateCatchEvent id="wait_reply"><bpmn:messageEventDefinition messageRef="reply"/>'
+            "</bpmn:intermediateCatchEvent>",
+            '<bpmn:endEvent id="end"/>',
+            chain("start", "wait_reply", "end"),
+        ]
+    ),
+    extra='<bpmn:message id="reply" name="reply" caseflow:correlationKeys="case_no"/>',
+)
 
 # The same receiver with a standard BPMN correlationProperty (the key is its id), not caseflow's attribute.
 BPMN_RECEIVER = definitions(
@@ -235,7 +298,8 @@ BPMN_RECEIVER = definitions(
     "</bpmn:correlationPropertyRetrievalExpression></bpmn:correlationProperty>",
     '<bpmn:process id="receiver" isExecutable="true"><bpmn:startEvent id="start"/>'
     '<bpmn:intermediateCatchEvent id="wait_reply"><bpmn:messageEventDefinition messageRef="reply"/>'
-    '</bpmn:intermediateCatchEvent><bpmn:endEvent id="end"/>' + chain("start", "wait_reply", "end")
+    '</bpmn:intermediateCatchEvent><bpmn:endEvent id="end"/>'
+    + chain("start", "wait_reply", "end")
     + "</bpmn:process>",
 )
 
@@ -259,7 +323,8 @@ def test_trap03_first_message_with_a_wrong_key_is_not_accepted(engine: Engine, m
 
 @pytest.mark.parametrize("model", RECEIVERS, ids=RECEIVER_IDS)
 def test_trap03_payload_without_the_key_leaves_the_stored_instance_untouched(
-        engine: Engine, model: bytes) -> None:
+    engine: Engine, model: bytes
+) -> None:
     key = _deploy_one(engine, "receiver.bpmn", model)
     started = engine.start(key=key, variables={"case_no": "A-1"})
     before = _row(engine, started["id"])
@@ -284,12 +349,19 @@ def test_trap03_a_receiver_without_its_key_catches_nothing(engine: Engine) -> No
 
 
 def test_trap03_sender_missing_its_key_is_an_incident_not_a_name_error(engine: Engine) -> None:
-    sender = process("sender", "\n".join([
-        '<bpmn:startEvent id="start"/>',
-        '<bpmn:intermediateThrowEvent id="send_reply"><bpmn:messageEventDefinition messageRef="reply"/>'
-        "</bpmn:intermediateThrowEvent>",
-        '<bpmn:endEvent id="end"/>', chain("start", "send_reply", "end"),
-    ]), extra='<bpmn:message id="reply" name="reply" caseflow:correlationKeys="case_no"/>')
+    sender = process(
+        "sender",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                '<bpmn:intermediateThrowEvent id="send_reply"><bpmn:messageEventDefinition messageRef="reply"/>'
+                "</bpmn:intermediateThrowEvent>",
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "send_reply", "end"),
+            ]
+        ),
+        extra='<bpmn:message id="reply" name="reply" caseflow:correlationKeys="case_no"/>',
+    )
     _deploy_one(engine, "receiver.bpmn", RECEIVER)
     _deploy_one(engine, "sender.bpmn", sender)
     receiver = engine.start(key="receiver", variables={"case_no": "A-1"})
@@ -306,13 +378,20 @@ def test_trap03_sender_missing_its_key_is_an_incident_not_a_name_error(engine: E
 # ================================================================= 4. throws carry only the declared payload
 def _sender(payload: str | None) -> bytes:
     attribute = f' caseflow:payload="{payload}"' if payload is not None else ""
-    return process("sender", "\n".join([
-        '<bpmn:startEvent id="start"/>',
-        f'<bpmn:intermediateThrowEvent id="send_reply"{attribute}>'
-        '<bpmn:messageEventDefinition messageRef="reply"/>'
-        "</bpmn:intermediateThrowEvent>",
-        '<bpmn:endEvent id="end"/>', chain("start", "send_reply", "end"),
-    ]), extra='<bpmn:message id="reply" name="reply" caseflow:correlationKeys="case_no"/>')
+    return process(
+        "sender",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                f'<bpmn:intermediateThrowEvent id="send_reply"{attribute}>'
+                '<bpmn:messageEventDefinition messageRef="reply"/>'
+                "</bpmn:intermediateThrowEvent>",
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "send_reply", "end"),
+            ]
+        ),
+        extra='<bpmn:message id="reply" name="reply" caseflow:correlationKeys="case_no"/>',
+    )
 
 
 def _outbox_variables(engine: Engine) -> list[dict[str, Any]]:
@@ -344,10 +423,18 @@ def test_trap04_throw_without_payload_carries_no_variables(engine: Engine) -> No
 
 
 # ==================================================================== 5. a plain serviceTask saves and loads
-PLAIN_SERVICE = process("plain_service", "\n".join([
-    '<bpmn:startEvent id="start"/>', '<bpmn:serviceTask id="lookup" name="查询"/>', _user("after"),
-    '<bpmn:endEvent id="end"/>', chain("start", "lookup", "after", "end"),
-]))
+PLAIN_SERVICE = process(
+    "plain_service",
+    "\n".join(
+        [
+            '<bpmn:startEvent id="start"/>',
+            '<bpmn:serviceTask id="lookup" name="查询"/>',
+            _user("after"),
+            '<bpmn:endEvent id="end"/>',
+            chain("start", "lookup", "after", "end"),
+        ]
+    ),
+)
 
 
 def test_trap05_plain_service_task_instance_saves_and_loads(engine: Engine) -> None:
@@ -413,29 +500,41 @@ def test_trap06_script_engine_service_call_is_a_clear_error(engine: Engine) -> N
 
 # ==================================================================== 9. parser robustness
 def test_trap09_message_without_name_uses_its_id(engine: Engine) -> None:
-    bpmn = definitions('<bpmn:message id="clue_reply"/>', '<bpmn:process id="p" isExecutable="true">'
-                       '<bpmn:startEvent id="start"/><bpmn:intermediateCatchEvent id="c">'
-                       '<bpmn:messageEventDefinition messageRef="clue_reply"/></bpmn:intermediateCatchEvent>'
-                       '<bpmn:endEvent id="end"/>' + chain("start", "c", "end") + "</bpmn:process>")
+    bpmn = definitions(
+        '<bpmn:message id="clue_reply"/>',
+        '<bpmn:process id="p" isExecutable="true">'
+        '<bpmn:startEvent id="start"/><bpmn:intermediateCatchEvent id="c">'
+        '<bpmn:messageEventDefinition messageRef="clue_reply"/></bpmn:intermediateCatchEvent>'
+        '<bpmn:endEvent id="end"/>' + chain("start", "c", "end") + "</bpmn:process>",
+    )
     started = engine.start(key=_deploy_one(engine, "noname.bpmn", bpmn))
     assert [m["name"] for m in _instance(engine, started["id"])["waiting_for"]["messages"]] == ["clue_reply"]
     assert engine.correlate("clue_reply")["instances"][0]["state"] == "completed"
 
 
 def test_trap09_message_ref_to_nothing_is_refused_clearly(sqlite_engine: Engine) -> None:
-    bpmn = process("p", '<bpmn:startEvent id="start"/><bpmn:intermediateCatchEvent id="c">'
-                   '<bpmn:messageEventDefinition messageRef="missing"/></bpmn:intermediateCatchEvent>'
-                   '<bpmn:endEvent id="end"/>' + chain("start", "c", "end"))
+    bpmn = process(
+        "p",
+        '<bpmn:startEvent id="start"/><bpmn:intermediateCatchEvent id="c">'
+        '<bpmn:messageEventDefinition messageRef="missing"/></bpmn:intermediateCatchEvent>'
+        '<bpmn:endEvent id="end"/>' + chain("start", "c", "end"),
+    )
     with pytest.raises(InvalidModel) as refused:
         sqlite_engine.deploy([("dangling.bpmn", bpmn)])
     assert "missing" in refused.value.message and refused.value.details["element_id"] == "c"
 
 
-@pytest.mark.parametrize("body", [
-    '<bpmn:task id="a"/><bpmn:task id="b"/>' + flow("f1", "start", "a") + flow("f2", "a", "b")
-    + flow("f3", "b", "a"),
-    '<bpmn:userTask id="a"/>' + flow("f1", "start", "a") + flow("f2", "a", "a"),
-], ids=["two-tasks", "self-loop"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<bpmn:task id="a"/><bpmn:task id="b"/>'
+        + flow("f1", "start", "a")
+        + flow("f2", "a", "b")
+        + flow("f3", "b", "a"),
+        '<bpmn:userTask id="a"/>' + flow("f1", "start", "a") + flow("f2", "a", "a"),
+    ],
+    ids=["two-tasks", "self-loop"],
+)
 def test_trap09_loop_without_gateway_is_refused_naming_an_element(sqlite_engine: Engine, body: str) -> None:
     with pytest.raises(InvalidModel) as refused:
         sqlite_engine.deploy([("loop.bpmn", process("loop", '<bpmn:startEvent id="start"/>' + body))])
@@ -445,12 +544,23 @@ def test_trap09_loop_without_gateway_is_refused_naming_an_element(sqlite_engine:
 
 
 def test_trap09_loop_through_a_gateway_runs(engine: Engine) -> None:
-    bpmn = process("loop", "\n".join([
-        '<bpmn:startEvent id="start"/>', '<bpmn:exclusiveGateway id="merge"/>', _user("review"),
-        '<bpmn:exclusiveGateway id="again" default="out"/>', '<bpmn:endEvent id="end"/>',
-        flow("f1", "start", "merge"), flow("f2", "merge", "review"), flow("f3", "review", "again"),
-        flow("back", "again", "merge", "redo == True"), flow("out", "again", "end"),
-    ]))
+    bpmn = process(
+        "loop",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                '<bpmn:exclusiveGateway id="merge"/>',
+                _user("review"),
+                '<bpmn:exclusiveGateway id="again" default="out"/>',
+                '<bpmn:endEvent id="end"/>',
+                flow("f1", "start", "merge"),
+                flow("f2", "merge", "review"),
+                flow("f3", "review", "again"),
+                flow("back", "again", "merge", "redo == True"),
+                flow("out", "again", "end"),
+            ]
+        ),
+    )
     started = engine.start(key=_deploy_one(engine, "loop.bpmn", bpmn))
     again = engine.complete(_open_task(engine, started["id"])["id"], {"redo": True})
     assert again["activities"] == ["review"]
@@ -458,9 +568,12 @@ def test_trap09_loop_through_a_gateway_runs(engine: Engine) -> None:
 
 
 def test_trap09_self_calling_call_activity_is_refused(sqlite_engine: Engine) -> None:
-    bpmn = process("selfie", '<bpmn:startEvent id="start"/>'
-                   '<bpmn:callActivity id="again" calledElement="selfie"/>'
-                   '<bpmn:endEvent id="end"/>' + chain("start", "again", "end"))
+    bpmn = process(
+        "selfie",
+        '<bpmn:startEvent id="start"/>'
+        '<bpmn:callActivity id="again" calledElement="selfie"/>'
+        '<bpmn:endEvent id="end"/>' + chain("start", "again", "end"),
+    )
     with pytest.raises(InvalidModel) as refused:
         sqlite_engine.deploy([("selfie.bpmn", bpmn)])
     assert refused.value.details["element_id"] == "again" and "calls" in refused.value.message
@@ -470,10 +583,12 @@ def test_trap09_mutually_recursive_call_activities_are_refused(sqlite_engine: En
     bpmn = definitions(
         '<bpmn:process id="ping" isExecutable="true"><bpmn:startEvent id="s1"/>'
         '<bpmn:callActivity id="call_pong" calledElement="pong"/><bpmn:endEvent id="e1"/>'
-        + chain("s1", "call_pong", "e1") + "</bpmn:process>",
+        + chain("s1", "call_pong", "e1")
+        + "</bpmn:process>",
         '<bpmn:process id="pong" isExecutable="true"><bpmn:startEvent id="s2"/>'
         '<bpmn:callActivity id="call_ping" calledElement="ping"/><bpmn:endEvent id="e2"/>'
-        + chain("s2", "call_ping", "e2") + "</bpmn:process>",
+        + chain("s2", "call_ping", "e2")
+        + "</bpmn:process>",
     )
     with pytest.raises(InvalidModel) as refused:
         sqlite_engine.deploy([("pingpong.bpmn", bpmn)])
@@ -481,28 +596,43 @@ def test_trap09_mutually_recursive_call_activities_are_refused(sqlite_engine: En
 
 
 def test_trap09_comments_inside_script_task_and_script_are_fine(engine: Engine) -> None:
-    bpmn = process("commented", "\n".join([
-        '<bpmn:startEvent id="start"/>',
-        '<bpmn:scriptTask id="calc" scriptFormat="python"><!-- set by the clerk -->'
-        "<bpmn:script>total = 1 <!-- inline --> + 2\nlabel = 'ok'</bpmn:script><!-- trailing -->"
-        "</bpmn:scriptTask>",
-        '<bpmn:endEvent id="end"/>', chain("start", "calc", "end"),
-    ]))
+    bpmn = process(
+        "commented",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                '<bpmn:scriptTask id="calc" scriptFormat="python"><!-- set by the clerk -->'
+                "<bpmn:script>total = 1 <!-- inline --> + 2\nlabel = 'ok'</bpmn:script><!-- trailing -->"
+                "</bpmn:scriptTask>",
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "calc", "end"),
+            ]
+        ),
+    )
     done = engine.start(key=_deploy_one(engine, "commented.bpmn", bpmn))
     assert done["state"] == "completed" and done["variables"] == {"total": 3, "label": "ok"}
 
 
 def _chinese_model(encoding: str) -> bytes:
-    text = process("clue_transfer", "\n".join([
-        '<bpmn:startEvent id="开始" name="收到线索"/>', _user("审核", name="审核线索"),
-        '<bpmn:endEvent id="结束" name="移送完毕"/>', chain("开始", "审核", "结束"),
-    ]), name="线索移送").decode("utf-8")
+    text = process(
+        "clue_transfer",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="开始" name="收到线索"/>',
+                _user("审核", name="审核线索"),
+                '<bpmn:endEvent id="结束" name="移送完毕"/>',
+                chain("开始", "审核", "结束"),
+            ]
+        ),
+        name="线索移送",
+    ).decode("utf-8")
     return text.replace('encoding="UTF-8"', f'encoding="{encoding}"').encode(encoding)
 
 
 @pytest.mark.parametrize("encoding", ["GBK", "UTF-8", "GB18030"])
 def test_trap09_non_ascii_names_decode_by_the_xml_declaration(
-        engine: Engine, encoding: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine: Engine, encoding: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The locale says ASCII: the library's add_bpmn_file would decode with it; the engine reads the XML.
     monkeypatch.setattr(locale, "getpreferredencoding", lambda do_setlocale=True: "ascii")
     content = _chinese_model(encoding)
@@ -517,34 +647,56 @@ def test_trap09_non_ascii_names_decode_by_the_xml_declaration(
 
 
 def test_trap09_errors_name_non_ascii_elements_and_never_print_library_reprs(sqlite_engine: Engine) -> None:
-    content = process("bad", "\n".join([
-        '<bpmn:startEvent id="开始"/>', _script("计算", "import os"), '<bpmn:endEvent id="结束"/>',
-        chain("开始", "计算", "结束"),
-    ])).decode().replace('encoding="UTF-8"', 'encoding="GBK"').encode("gbk")
+    content = (
+        process(
+            "bad",
+            "\n".join(
+                [
+                    '<bpmn:startEvent id="开始"/>',
+                    _script("计算", "import os"),
+                    '<bpmn:endEvent id="结束"/>',
+                    chain("开始", "计算", "结束"),
+                ]
+            ),
+        )
+        .decode()
+        .replace('encoding="UTF-8"', 'encoding="GBK"')
+        .encode("gbk")
+    )
     with pytest.raises(InvalidModel) as refused:
         sqlite_engine.deploy([("坏.bpmn", content)])
     assert refused.value.details["element_id"] == "计算" and "坏.bpmn" in refused.value.message
     # An association to a data object that does not exist: the library's message embeds an lxml repr.
-    dangling = process("data", "\n".join([
-        '<bpmn:startEvent id="start"/>',
-        '<bpmn:task id="fill"><bpmn:dataOutputAssociation id="out"><bpmn:targetRef>nowhere</bpmn:targetRef>'
-        "</bpmn:dataOutputAssociation></bpmn:task>",
-        '<bpmn:endEvent id="end"/>', chain("start", "fill", "end"),
-    ]))
+    dangling = process(
+        "data",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                '<bpmn:task id="fill"><bpmn:dataOutputAssociation id="out"><bpmn:targetRef>nowhere</bpmn:targetRef>'
+                "</bpmn:dataOutputAssociation></bpmn:task>",
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "fill", "end"),
+            ]
+        ),
+    )
     with pytest.raises(InvalidModel) as refused:
         sqlite_engine.deploy([("data.bpmn", dangling)])
     assert LIBRARY_REPR not in refused.value.message and " at 0x" not in refused.value.message
     assert refused.value.details["element_id"] == "fill"
 
 
-@pytest.mark.parametrize("content", [
-    b"",
-    b"<not-closed",
-    b'<?xml version="1.0"?><root/>',
-    b'<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d"/>',
-    b'<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d">'
-    b'<bpmn:process id="p" isExecutable="true"/></bpmn:definitions>',
-], ids=["empty", "not-well-formed", "not-bpmn", "no-process", "empty-process"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"<not-closed",
+        b'<?xml version="1.0"?><root/>',
+        b'<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d"/>',
+        b'<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d">'
+        b'<bpmn:process id="p" isExecutable="true"/></bpmn:definitions>',
+    ],
+    ids=["empty", "not-well-formed", "not-bpmn", "no-process", "empty-process"],
+)
 def test_trap09_broken_files_are_invalid_models(sqlite_engine: Engine, content: bytes) -> None:
     with pytest.raises(InvalidModel) as refused:
         sqlite_engine.deploy([("broken.bpmn", content)])
@@ -566,18 +718,23 @@ def _entity_model(doctype: str, use: str) -> bytes:
 
 
 XXE = _entity_model('<!DOCTYPE d [<!ENTITY e SYSTEM "file:///etc/passwd">]>', "&e;")
-XXE_PARAMETER = _entity_model(
-    '<!DOCTYPE d [<!ENTITY % p SYSTEM "file:///etc/passwd"> %p;]>', "x")
+XXE_PARAMETER = _entity_model('<!DOCTYPE d [<!ENTITY % p SYSTEM "file:///etc/passwd"> %p;]>', "x")
 EXTERNAL_DTD = _entity_model('<!DOCTYPE d SYSTEM "http://127.0.0.1:9/evil.dtd">', "x")
 LAUGHS = _entity_model(
-    "<!DOCTYPE d [<!ENTITY lol \"lol\">"
-    + "".join(f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">'
-              for i in range(1, 10))
-    + "]>", "&lol9;")
+    '<!DOCTYPE d [<!ENTITY lol "lol">'
+    + "".join(
+        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10)
+    )
+    + "]>",
+    "&lol9;",
+)
 
 
-@pytest.mark.parametrize("content", [XXE, XXE_PARAMETER, EXTERNAL_DTD, LAUGHS],
-                         ids=["xxe", "parameter-entity", "external-dtd", "billion-laughs"])
+@pytest.mark.parametrize(
+    "content",
+    [XXE, XXE_PARAMETER, EXTERNAL_DTD, LAUGHS],
+    ids=["xxe", "parameter-entity", "external-dtd", "billion-laughs"],
+)
 def test_trap10_entities_and_dtds_are_refused(engine: Engine, content: bytes) -> None:
     began = time.monotonic()
     with pytest.raises(InvalidModel) as refused:
@@ -585,8 +742,9 @@ def test_trap10_entities_and_dtds_are_refused(engine: Engine, content: bytes) ->
     assert time.monotonic() - began < 5
     message = refused.value.message
     assert "entities.bpmn" in message and ("DOCTYPE" in message or "entit" in message)
-    secret_lines = [line for line in PASSWD.read_text().splitlines() if line.strip()] if PASSWD.exists() \
-        else []
+    secret_lines = (
+        [line for line in PASSWD.read_text().splitlines() if line.strip()] if PASSWD.exists() else []
+    )
     with read_only(engine.db) as conn:
         stored = [
             *(str(r) for r in conn.execute(select(resource))),
@@ -600,24 +758,37 @@ def test_trap10_entities_and_dtds_are_refused(engine: Engine, content: bytes) ->
 
 
 # ==================================================================== 11. task data keeps its types
-ROUND_TRIP = process("round_trip", "\n".join([
-    '<bpmn:startEvent id="start"/>',
-    _script("make", "\n".join([
-        "opened = date(2026, 3, 2)",
-        "fine = Decimal('1234.50')",
-        "pair = (1, 'two')",
-        "tags = {'clue', 'urgent'}",
-        "meta = {'typename': 'not-a-converter', 'inner': [{'typename': 'deep'}], 'ok': True}",
-        "at = datetime(2026, 3, 2, 9, 30)",
-        "span = timedelta(days=2, seconds=5)",
-        "by_year = {2025: 'closed', (2026, 1): 'open'}",
-        "pages = range(1, 4)",
-    ])),
-    _user("review"),
-    _script("use", "doubled = fine * 2\nnext_day = opened + timedelta(days=1)\nhas_tag = 'clue' in tags"),
-    _user("after"),
-    '<bpmn:endEvent id="end"/>', chain("start", "make", "review", "use", "after", "end"),
-]))
+ROUND_TRIP = process(
+    "round_trip",
+    "\n".join(
+        [
+            '<bpmn:startEvent id="start"/>',
+            _script(
+                "make",
+                "\n".join(
+                    [
+                        "opened = date(2026, 3, 2)",
+                        "fine = Decimal('1234.50')",
+                        "pair = (1, 'two')",
+                        "tags = {'clue', 'urgent'}",
+                        "meta = {'typename': 'not-a-converter', 'inner': [{'typename': 'deep'}], 'ok': True}",
+                        "at = datetime(2026, 3, 2, 9, 30)",
+                        "span = timedelta(days=2, seconds=5)",
+                        "by_year = {2025: 'closed', (2026, 1): 'open'}",
+                        "pages = range(1, 4)",
+                    ]
+                ),
+            ),
+            _user("review"),
+            _script(
+                "use", "doubled = fine * 2\nnext_day = opened + timedelta(days=1)\nhas_tag = 'clue' in tags"
+            ),
+            _user("after"),
+            '<bpmn:endEvent id="end"/>',
+            chain("start", "make", "review", "use", "after", "end"),
+        ]
+    ),
+)
 
 EXPECTED: dict[str, Any] = {
     "opened": date(2026, 3, 2),
@@ -655,8 +826,16 @@ def test_trap11_task_data_types_survive_start_reload_complete(engine: Engine) ->
     assert sorted(started["variables"]["tags"]) == ["clue", "urgent"]
     engine.complete(_open_task(engine, started["id"])["id"], {"note": "checked"})
     after = _typed_variables(engine, started["id"])
-    _assert_typed(after, {**EXPECTED, "doubled": Decimal("2469.00"), "next_day": date(2026, 3, 3),
-                          "has_tag": True, "note": "checked"})
+    _assert_typed(
+        after,
+        {
+            **EXPECTED,
+            "doubled": Decimal("2469.00"),
+            "next_day": date(2026, 3, 3),
+            "has_tag": True,
+            "note": "checked",
+        },
+    )
     done = engine.complete(_open_task(engine, started["id"])["id"], {})
     assert done["state"] == "completed"
     _assert_typed(_typed_variables(engine, started["id"]), EXPECTED)
@@ -667,14 +846,24 @@ def test_trap11_runtime_round_trip_of_every_type(clock: ManualClock) -> None:
     from engine.lang.expressions import Evaluator
 
     checker = Evaluator()
-    one = process("one", '<bpmn:startEvent id="start"/>' + _user("review") + '<bpmn:endEvent id="end"/>'
-                  + chain("start", "review", "end"))
-    compiled = compile_resources([("one.bpmn", one)], Checkers(expression=checker.check,
-                                                               script=checker.check_script))
+    one = process(
+        "one",
+        '<bpmn:startEvent id="start"/>'
+        + _user("review")
+        + '<bpmn:endEvent id="end"/>'
+        + chain("start", "review", "end"),
+    )
+    compiled = compile_resources(
+        [("one.bpmn", one)], Checkers(expression=checker.check, script=checker.check_script)
+    )
     model = compiled.processes["one"]
     runtime = Runtime(clock, UTC)
-    values = {**EXPECTED, "mixed": [1, (2, 3), {4}], "nested": {"typename": {"typename": "x"}},
-              "span": timedelta(days=2)}
+    values = {
+        **EXPECTED,
+        "mixed": [1, (2, 3), {4}],
+        "nested": {"typename": {"typename": "x"}},
+        "span": timedelta(days=2),
+    }
     workflow = runtime.new(model, dict(values))
     runtime.run(workflow)
     text = runtime.dump(workflow)
@@ -688,10 +877,18 @@ def test_trap11_runtime_round_trip_of_every_type(clock: ManualClock) -> None:
 
 
 def test_trap11_timezone_and_clock_helpers_in_scripts(engine: Engine, clock: ManualClock) -> None:
-    bpmn = process("clocked", "\n".join([
-        '<bpmn:startEvent id="start"/>', _script("stamp", "stamped = now()"), _user("review"),
-        '<bpmn:endEvent id="end"/>', chain("start", "stamp", "review", "end"),
-    ]))
+    bpmn = process(
+        "clocked",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                _script("stamp", "stamped = now()"),
+                _user("review"),
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "stamp", "review", "end"),
+            ]
+        ),
+    )
     started = engine.start(key=_deploy_one(engine, "clocked.bpmn", bpmn))
     stamped = _typed_variables(engine, started["id"])["stamped"]
     assert stamped == clock() and isinstance(stamped, datetime)
@@ -700,10 +897,18 @@ def test_trap11_timezone_and_clock_helpers_in_scripts(engine: Engine, clock: Man
 def test_trap11_non_finite_numbers_from_scripts_are_stored(engine: Engine) -> None:
     """JSON has no NaN/Infinity (PostgreSQL's json type refuses them): the snapshot keeps them, the JSON view
     spells them out, and the command does not fail."""
-    bpmn = process("odd_numbers", "\n".join([
-        '<bpmn:startEvent id="start"/>', _script("calc", "ratio = float('nan')\nlimit = float('inf')"),
-        _user("review"), '<bpmn:endEvent id="end"/>', chain("start", "calc", "review", "end"),
-    ]))
+    bpmn = process(
+        "odd_numbers",
+        "\n".join(
+            [
+                '<bpmn:startEvent id="start"/>',
+                _script("calc", "ratio = float('nan')\nlimit = float('inf')"),
+                _user("review"),
+                '<bpmn:endEvent id="end"/>',
+                chain("start", "calc", "review", "end"),
+            ]
+        ),
+    )
     started = engine.start(key=_deploy_one(engine, "odd.bpmn", bpmn))
     assert started["state"] == "running"
     assert started["variables"] == {"ratio": "nan", "limit": "inf"}

@@ -11,8 +11,9 @@ engine = config.attributes["engine"]
 
 with engine.connect() as connection:
     connection.info["write"] = True
-    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True,
-                      transaction_per_migration=True)
+    context.configure(
+        connection=connection, target_metadata=metadata, render_as_batch=True, transaction_per_migration=True
+    )
     with context.begin_transaction():
         context.run_migrations()
     connection.commit()
