@@ -200,6 +200,15 @@ _UPDATE_INSTANCE = (
     .where(process_instance.c.id == bindparam("b_id"), process_instance.c.revision == bindparam("b_revision"))
     .returning(process_instance.c.id)
 )
+# Statements built once: SQLAlchemy then reuses their compiled form without rebuilding cache keys.
+_INSERT_AUDIT = insert(audit_record)
+_INSERT_TASK = insert(task)
+_INSERT_CANDIDATES = insert(task_candidate)
+_INSERT_INSTANCE = insert(process_instance)
+_INSERT_SUBSCRIPTIONS = insert(message_subscription)
+_INSERT_JOBS = insert(job)
+_INSERT_OUTBOX = insert(outbox)
+_INSERT_TIMERS = insert(timer)
 _END_TASK = update(task).where(task.c.id == bindparam("b_id"))
 _CLAIM_TASK = (
     update(task)
@@ -685,7 +694,7 @@ class Engine:
         }
         if new:
             conn.execute(
-                insert(process_instance),
+                _INSERT_INSTANCE,
                 {
                     "id": row.id,
                     "definition_id": row.definition_id,
@@ -706,7 +715,7 @@ class Engine:
                 instance_id=row.id,
             )
         if rows:
-            conn.execute(insert(audit_record), rows)
+            conn.execute(_INSERT_AUDIT, rows)
         self._write_tasks(conn, row, projection, outcome, now, new)
         self._write_waits(conn, row, projection, now, new)
         if error is not None:
@@ -771,7 +780,7 @@ class Engine:
         fresh = [t for t in projection.user_tasks if t.id not in existing]
         if fresh:
             conn.execute(
-                insert(task),
+                _INSERT_TASK,
                 [
                     {
                         "id": t.id,
@@ -801,7 +810,7 @@ class Engine:
                 {"task_id": t.id, "kind": "user", "value": u} for t in fresh for u in set(t.candidate_users)
             ]
             if candidates:
-                conn.execute(insert(task_candidate), candidates)
+                conn.execute(_INSERT_CANDIDATES, candidates)
 
     def _write_waits(
         self, conn: Connection, row: Any, projection: Projection, now: datetime, new: bool
@@ -811,7 +820,7 @@ class Engine:
             conn.execute(delete(message_subscription).where(message_subscription.c.instance_id == row.id))
         if projection.subscriptions:
             conn.execute(
-                insert(message_subscription),
+                _INSERT_SUBSCRIPTIONS,
                 [
                     {
                         "instance_id": row.id,
@@ -830,7 +839,7 @@ class Engine:
             conn.execute(delete(timer).where(timer.c.instance_id == row.id))
         if projection.timers:
             conn.execute(
-                insert(timer),
+                _INSERT_TIMERS,
                 [
                     {
                         "instance_id": row.id,
@@ -853,7 +862,7 @@ class Engine:
         fresh = [j for j in projection.jobs if j.task_id not in existing_jobs]
         if fresh:
             conn.execute(
-                insert(job),
+                _INSERT_JOBS,
                 [
                     {
                         "id": j.task_id,
@@ -874,7 +883,7 @@ class Engine:
         self, conn: Connection, row: Any, outgoing: list[OutgoingMessage], now: datetime
     ) -> None:
         conn.execute(
-            insert(outbox),
+            _INSERT_OUTBOX,
             [
                 {
                     "message_id": str(uuid.uuid4()),
@@ -970,7 +979,7 @@ class Engine:
             raise ConcurrentModification(
                 f"process instance '{instance_id}' changed at the same time; retry", instance_id=instance_id
             )
-        conn.execute(insert(audit_record), rows)
+        conn.execute(_INSERT_AUDIT, rows)
 
     def claim(self, task_id: str, user: str, *, actor: str | None = None) -> dict[str, Any]:
         validate_text(user, "user", required=True)
