@@ -1,0 +1,104 @@
+"""Due timers: intermediate, boundary and start-event timers, each fired as a command."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+
+from engine.commands.base import (
+    EngineBase,
+    _Outcome,
+    _utc,
+)
+from engine.errors import (
+    ConcurrentModification,
+    NotFound,
+)
+from engine.lang.iso8601 import parse_cycle
+from engine.runtime.instance import IncidentRaised
+from engine.store import audit
+from engine.store.db import read_only, unit_of_work
+from engine.store.tables import (
+    process_definition,
+    timer,
+)
+
+
+class TimerCommands(EngineBase):
+    def next_timer_due(self) -> datetime | None:
+        with read_only(self.db) as conn:
+            return _utc(conn.execute(select(func.min(timer.c.due_at))).scalar())
+
+    def fire_due_timers(self, limit: int = 100) -> int:
+        """Fire timers due by now, each in its own transaction; returns how many fired."""
+        fired = 0
+        with read_only(self.db) as conn:
+            due = conn.execute(
+                select(timer).where(timer.c.due_at <= self.now()).order_by(timer.c.due_at).limit(limit)
+            ).all()
+        for t in due:
+            try:
+                if t.kind == "start":
+                    self._fire_start_timer(t)
+                else:
+                    self._fire_instance_timer(t)
+                fired += 1
+            except (ConcurrentModification, NotFound):
+                continue
+        if fired:
+            self._notify()
+        return fired
+
+    def _fire_instance_timer(self, t: Any) -> None:
+        with unit_of_work(self.db) as conn:
+            still = conn.execute(select(timer.c.id).where(timer.c.id == t.id)).first()
+            if still is None:
+                return
+            irow = self.get_instance_row(conn, t.instance_id)
+            if irow.state != "running":
+                return
+            loaded = self._load(conn, irow)
+            outcome = _Outcome(
+                audit=[
+                    audit.Entry(
+                        "timer",
+                        None,
+                        self.now(),
+                        task_id=t.task_id,
+                        element_id=t.element_id,
+                        details={"due_at": due.isoformat() if (due := _utc(t.due_at)) else None},
+                    )
+                ]
+            )
+            error = None
+            try:
+                self.runtime.refresh_timers(loaded.workflow)
+            except IncidentRaised as exc:
+                error = exc
+            self._save(conn, loaded, outcome, error)
+
+    def _fire_start_timer(self, t: Any) -> None:
+        with unit_of_work(self.db) as conn:
+            still = conn.execute(select(timer).where(timer.c.id == t.id).with_for_update()).first()
+            if still is None or _utc(still.due_at) > self.now():  # type: ignore[operator]
+                return  # another scheduler fired it first
+            definition = conn.execute(
+                select(process_definition).where(process_definition.c.id == t.definition_id)
+            ).first()
+            cycle = still.cycle
+            due = _utc(still.due_at)
+            assert due is not None
+            if cycle and cycle["remaining"] != 1:
+                parsed = parse_cycle(cycle["expression"], self.config.timezone)
+                remaining = cycle["remaining"] - 1 if cycle["remaining"] > 0 else -1
+                conn.execute(
+                    update(timer)
+                    .where(timer.c.id == t.id)
+                    .values(due_at=parsed.interval.add_to(due), cycle={**cycle, "remaining": remaining})
+                )
+            else:
+                conn.execute(delete(timer).where(timer.c.id == t.id))
+            if definition is not None:
+                self._start_in(conn, definition, None, {}, None, start_timer=t.element_id)
