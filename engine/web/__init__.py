@@ -1,0 +1,1 @@
+"""Pages for department staff and process editors (the Chinese tasklist arrives with sign-in)."""
