@@ -61,6 +61,14 @@ class DeployCommands(EngineBase):
             libraries=[(n, c) for _, n, c in libraries],
             max_bytes=self.config.max_model_bytes,
         )
+        # A definition is what was compiled into it: its own file, the decision tables of its deployment and
+        # the processes it calls. Any of them changing makes a new version; none changing makes nothing.
+        extra = sorted(hashes[n] for n, _ in files if n not in compiled.bpmn_resources)
+        extra += sorted(hashlib.sha256(c).hexdigest() for _, _, c in libraries)
+        content_hash = {
+            n: hashlib.sha256("".join([hashes[n], *extra]).encode()).hexdigest()
+            for n in compiled.bpmn_resources
+        }
         now = self.now()
         with unit_of_work(self.db) as conn:
             latest_by_key: dict[str, Any] = {}
@@ -73,7 +81,7 @@ class DeployCommands(EngineBase):
             changed = [
                 k
                 for k, m in compiled.processes.items()
-                if latest_by_key.get(k) is None or latest_by_key[k].content_hash != hashes[m.resource]
+                if latest_by_key.get(k) is None or latest_by_key[k].content_hash != content_hash[m.resource]
             ]
             if compiled.processes and not changed:
                 # Identical content: nothing new is created.
@@ -107,7 +115,7 @@ class DeployCommands(EngineBase):
             definitions = []
             for key, model in compiled.processes.items():
                 previous = latest_by_key.get(key)
-                if previous is not None and previous.content_hash == hashes[model.resource]:
+                if previous is not None and previous.content_hash == content_hash[model.resource]:
                     definitions.append(self._definition_dict(previous))
                     continue
                 version = (previous.version if previous is not None else 0) + 1
@@ -119,7 +127,7 @@ class DeployCommands(EngineBase):
                     "name": model.name,
                     "deployment_id": deployment_id,
                     "resource_id": resource_ids[model.resource],
-                    "content_hash": hashes[model.resource],
+                    "content_hash": content_hash[model.resource],
                     "resource_ids": all_resource_ids,
                     "message_starts": list(model.message_starts),
                     "timer_starts": [t.__dict__ for t in model.timer_starts],

@@ -180,3 +180,16 @@ def test_collect_with_result_list_and_unsupported_hit_policies(engine: Engine) -
             )
         assert "hit policy" in refused.value.message
         assert refused.value.details["element_id"] == "decide_band"
+
+
+def test_a_changed_decision_table_makes_a_new_version_and_an_unchanged_one_nothing(engine: Engine) -> None:
+    first = deploy(engine, *PENALTY)
+    assert deploy(engine, *PENALTY)["created"] is False
+    bpmn, (dmn_name, dmn), hearing = (fixture(name) for name in PENALTY)
+    stricter = dmn.replace(b"&gt;= 10000", b"&gt;= 1000", 1)
+    assert stricter != dmn, "the fixture's threshold moved; update this test"
+    changed = engine.deploy([bpmn, (dmn_name, stricter), hearing])
+    assert changed["created"] is True
+    assert [d["version"] for d in changed["definitions"]] == [first["definitions"][0]["version"] + 1]
+    started = engine.start(key="penalty_decision", variables={"amount": 5000, "repeat_offence": False})
+    assert started["variables"]["level"] == "major"  # the new threshold, compiled into version 2
