@@ -11,10 +11,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from engine.commands import Engine, system_clock
 from engine.scheduler import Scheduler
+from engine.store import queries
 from engine.store.db import read_only
 from engine.store.tables import buffered_message, outbox
 from tests.bpmn_util import chain, process
@@ -150,3 +152,45 @@ def test_scheduler_thread_fires_a_timer_on_time_with_a_real_clock(engine: Engine
     finally:
         scheduler.stop()
     assert scheduler._thread is not None and not scheduler._thread.is_alive()
+
+
+def test_a_timer_that_cannot_fire_is_postponed_with_an_incident_and_others_still_fire(
+    engine: Engine, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waiting = process(
+        "wait_five",
+        """
+  <bpmn:startEvent id="start"/>
+  <bpmn:intermediateCatchEvent id="wait"><bpmn:timerEventDefinition>
+    <bpmn:timeDuration>PT5M</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>
+  <bpmn:endEvent id="end"/>
+  """
+        + chain("start", "wait", "end"),
+    )
+    engine.deploy([("wait.bpmn", waiting)])
+    broken = engine.start(key="wait_five", business_key="BROKEN")
+    healthy = engine.start(key="wait_five", business_key="HEALTHY")
+    original = engine._fire_instance_timer
+
+    def fire(t: Any) -> None:
+        if t.instance_id == broken["id"]:
+            raise RuntimeError("disk full")
+        original(t)
+
+    monkeypatch.setattr(engine, "_fire_instance_timer", fire)
+    clock.advance(minutes=5)
+    assert engine.fire_due_timers() == 1
+    with read_only(engine.db) as conn:
+        assert queries.instance(conn, healthy["id"])["state"] == "completed"
+        stuck = queries.instance(conn, broken["id"])
+    assert stuck["state"] == "running"
+    assert "disk full" in stuck["incidents"][0]["message"]
+    (due,) = [t["due_at"] for t in stuck["waiting_for"]["timers"]]
+    assert due > clock().isoformat()  # postponed, not retried at every pass
+    assert engine.fire_due_timers() == 0
+    monkeypatch.setattr(engine, "_fire_instance_timer", original)
+    clock.advance(minutes=1)
+    assert engine.fire_due_timers() == 1
+    with read_only(engine.db) as conn:
+        recovered = queries.instance(conn, broken["id"])
+    assert recovered["state"] == "completed" and recovered["incidents"] == []

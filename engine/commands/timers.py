@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from engine.commands.base import (
     EngineBase,
@@ -21,9 +23,13 @@ from engine.runtime.instance import IncidentRaised
 from engine.store import audit
 from engine.store.db import read_only, unit_of_work
 from engine.store.tables import (
+    incident,
     process_definition,
     timer,
 )
+
+log = logging.getLogger("caseflow.timers")
+TIMER_RETRY = timedelta(seconds=60)
 
 
 class TimerCommands(EngineBase):
@@ -47,6 +53,9 @@ class TimerCommands(EngineBase):
                 fired += 1
             except (ConcurrentModification, NotFound):
                 continue
+            except Exception as exc:  # one broken timer must not stall the others
+                log.exception("timer %s of instance %s could not fire", t.element_id, t.instance_id)
+                self._postpone_failed_timer(t, exc)
         if fired:
             self._notify()
         return fired
@@ -57,7 +66,7 @@ class TimerCommands(EngineBase):
             if still is None:
                 return
             irow = self.get_instance_row(conn, t.instance_id)
-            if irow.state != "running":
+            if irow.state not in ("running", "incident"):  # an incident elsewhere does not stop a deadline
                 return
             loaded = self._load(conn, irow)
             outcome = _Outcome(
@@ -78,6 +87,35 @@ class TimerCommands(EngineBase):
             except IncidentRaised as exc:
                 error = exc
             self._save(conn, loaded, outcome, error)
+            conn.execute(  # it fired after all: earlier failures to fire are over
+                update(incident)
+                .where(
+                    incident.c.instance_id == t.instance_id,
+                    incident.c.task_id == t.task_id,
+                    incident.c.error_type == "TimerFailed",
+                    incident.c.state == "open",
+                )
+                .values(state="resolved", resolved_at=self.now())
+            )
+
+    def _postpone_failed_timer(self, t: Any, exc: Exception) -> None:
+        """Record why the timer could not fire and try again later instead of at every pass."""
+        now = self.now()
+        with unit_of_work(self.db) as conn:
+            conn.execute(update(timer).where(timer.c.id == t.id).values(due_at=now + TIMER_RETRY))
+            conn.execute(
+                insert(incident).values(
+                    id=str(uuid.uuid4()),
+                    instance_id=t.instance_id,
+                    task_id=t.task_id,
+                    element_id=t.element_id,
+                    error_type="TimerFailed",
+                    message=f"timer could not fire ({type(exc).__name__}: {exc}); "
+                    f"retrying every {TIMER_RETRY.seconds} s"[:4000],
+                    state="open",
+                    created_at=now,
+                )
+            )
 
     def _fire_start_timer(self, t: Any) -> None:
         with unit_of_work(self.db) as conn:
