@@ -24,8 +24,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
+BENCH_ARGS ?= --cycles 1000 --clients 4 --workers 2
+
 bench: $(STAMP)
-	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache
