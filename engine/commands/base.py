@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
 from sqlalchemy import Engine as Database
+from sqlalchemy.exc import DBAPIError
 
 from engine.definitions.compiler import Checkers, Compiled, ProcessModel, compile_resources
 from engine.definitions.xml import DEFAULT_MAX_BYTES
@@ -199,14 +200,10 @@ _INSERT_JOBS = insert(job)
 _INSERT_OUTBOX = insert(outbox)
 _INSERT_TIMERS = insert(timer)
 _END_TASK = update(task).where(task.c.id == bindparam("b_id"))
-_CLAIM_TASK = (
-    update(task)
-    .where(
-        task.c.id == bindparam("b_id"),
-        task.c.state == "open",
-        or_(task.c.assignee.is_(None), task.c.assignee == bindparam("b_user")),
-    )
-    .returning(task.c.id)
+_CLAIM_TASK = update(task).where(
+    task.c.id == bindparam("b_id"),
+    task.c.state == "open",
+    or_(task.c.assignee.is_(None), task.c.assignee == bindparam("b_user")),
 )
 _APPEND_AUDIT = (
     update(process_instance)
@@ -244,6 +241,101 @@ _TASK_WITH_INSTANCE = (
     .join(process_instance, process_instance.c.id == task.c.instance_id)
     .where(task.c.id == bindparam("b_id"))
 )
+
+
+_INSERT_INSTANCE_RETURNING = _INSERT_INSTANCE.returning(process_instance.c.id)
+_PREBUILT = frozenset(
+    id(statement)
+    for statement in (
+        _INSERT_AUDIT,
+        _INSERT_TASK,
+        _INSERT_CANDIDATES,
+        _INSERT_SUBSCRIPTIONS,
+        _INSERT_JOBS,
+        _INSERT_OUTBOX,
+        _INSERT_TIMERS,
+        _INSERT_INSTANCE_RETURNING,
+        _UPDATE_INSTANCE,
+        _END_TASK,
+        _APPEND_AUDIT,
+        _CLAIM_TASK,
+    )
+)
+
+
+class Writes:
+    """A command's writes after its decisive compare-and-set on the instance, sent together.
+
+    On PostgreSQL they go in one pipeline (psycopg): the compare-and-set, the audit records and the projections
+    travel in one round trip instead of one each. Elsewhere they run one after the other. Either way they sit in
+    the command's transaction: when the compare-and-set matches nothing, the caller raises and all is rolled back.
+    """
+
+    def __init__(self) -> None:
+        self._items: list[tuple[Any, Any]] = []
+
+    def add(self, statement: Any, params: Any = None) -> None:
+        self._items.append((statement, params))
+
+    def run(self, conn: Connection, decisive: Any, params: dict[str, Any]) -> Any:
+        """Execute everything; returns the decisive statement's RETURNING row (None: it matched nothing)."""
+        driver: Any = conn.connection.driver_connection
+        if conn.dialect.name != "postgresql" or not hasattr(driver, "pipeline"):
+            row = conn.execute(decisive, params).first()
+            if row is not None:
+                for statement, values in self._items:
+                    conn.execute(statement, values)
+            return row
+        try:
+            with driver.pipeline():
+                decided = driver.cursor()
+                decided.execute(*_driver_sql(conn, decisive, params))
+                for statement, values in self._items:
+                    if isinstance(values, list):
+                        sql, rows = _driver_sql_many(conn, statement, values)
+                        driver.cursor().executemany(sql, rows)
+                    else:
+                        driver.cursor().execute(*_driver_sql(conn, statement, values))
+            return decided.fetchone()
+        except driver.__class__.Error as exc:
+            if type(exc).__name__ == "UniqueViolation" and "audit_record" in str(exc):
+                return None  # a concurrent command's audit record took this sequence number: a lost race
+            raise DBAPIError.instance(None, None, exc, driver.__class__.Error) from exc
+
+
+_COMPILED: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def _compiled(conn: Connection, statement: Any, keys: tuple[str, ...]) -> Any:
+    """SQLAlchemy's compilation of a prebuilt statement for these parameter names, kept for reuse."""
+    cacheable = id(statement) in _PREBUILT
+    cache_key = (id(statement), keys)
+    found = _COMPILED.get(cache_key) if cacheable else None
+    if found is None:
+        found = statement.compile(
+            dialect=conn.dialect, column_keys=list(keys), compile_kwargs={"render_postcompile": True}
+        )
+        if cacheable:
+            _COMPILED[cache_key] = found
+    return found
+
+
+def _processed(compiled: Any, params: dict[str, Any] | None) -> dict[str, Any]:
+    values = compiled.construct_params(params or {})
+    processors = compiled._bind_processors
+    return {k: processors[k](v) if k in processors else v for k, v in values.items()}
+
+
+def _driver_sql(
+    conn: Connection, statement: Any, params: dict[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    compiled = _compiled(conn, statement, tuple(sorted(params or {})))
+    return compiled.string, _processed(compiled, params)
+
+
+def _driver_sql_many(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> tuple[str, list[Any]]:
+    compiled = _compiled(conn, statement, tuple(sorted(rows[0])))
+    return compiled.string, [_processed(compiled, row) for row in rows]
 
 
 class ModelCache:
@@ -461,34 +553,28 @@ class EngineBase:
             "updated_at": now,
             "ended_at": now if state in ("completed", "cancelled") else None,
         }
+        writes = Writes()
         if new:
-            conn.execute(
-                _INSERT_INSTANCE,
-                {
-                    "id": row.id,
-                    "definition_id": row.definition_id,
-                    "definition_key": row.definition_key,
-                    "business_key": row.business_key,
-                    "snapshot_format": FORMAT,
-                    "started_at": row.started_at,
-                    "started_by": row.started_by,
-                    **values,
-                },
-            )
-        elif (
-            conn.execute(_UPDATE_INSTANCE, {"b_id": row.id, "b_revision": row.revision, **values}).first()
-            is None
-        ):
-            raise ConcurrentModification(
-                f"process instance '{row.id}' was changed by another command at the same time; retry",
-                instance_id=row.id,
-            )
+            decisive: Any = _INSERT_INSTANCE_RETURNING
+            decisive_params = {
+                "id": row.id,
+                "definition_id": row.definition_id,
+                "definition_key": row.definition_key,
+                "business_key": row.business_key,
+                "snapshot_format": FORMAT,
+                "started_at": row.started_at,
+                "started_by": row.started_by,
+                **values,
+            }
+        else:
+            decisive = _UPDATE_INSTANCE
+            decisive_params = {"b_id": row.id, "b_revision": row.revision, **values}
         if rows:
-            conn.execute(_INSERT_AUDIT, rows)
-        self._write_tasks(conn, row, projection, outcome, now, new)
-        self._write_waits(conn, row, projection, now, new)
+            writes.add(_INSERT_AUDIT, rows)
+        self._write_tasks(conn, writes, row, projection, outcome, now, new)
+        self._write_waits(conn, writes, row, projection, now, new)
         if error is not None:
-            conn.execute(
+            writes.add(
                 insert(incident).values(
                     id=str(uuid.uuid4()),
                     instance_id=row.id,
@@ -501,7 +587,12 @@ class EngineBase:
                 )
             )
         if outgoing:
-            self._write_outbox(conn, row, outgoing, now)
+            self._write_outbox(writes, row, outgoing, now)
+        if writes.run(conn, decisive, decisive_params) is None:
+            raise ConcurrentModification(
+                f"process instance '{row.id}' was changed by another command at the same time; retry",
+                instance_id=row.id,
+            )
         return {
             "id": row.id,
             "definition_id": row.definition_id,
@@ -518,7 +609,14 @@ class EngineBase:
         }
 
     def _write_tasks(
-        self, conn: Connection, row: Any, projection: Projection, outcome: _Outcome, now: datetime, new: bool
+        self,
+        conn: Connection,
+        writes: Writes,
+        row: Any,
+        projection: Projection,
+        outcome: _Outcome,
+        now: datetime,
+        new: bool,
     ) -> None:
         existing: set[str] = set()
         if not new:
@@ -537,7 +635,7 @@ class EngineBase:
         gone = existing - set(current)
         for tid in gone:
             done = tid == completed_id
-            conn.execute(
+            writes.add(
                 _END_TASK,
                 {
                     "b_id": tid,
@@ -548,7 +646,7 @@ class EngineBase:
             )
         fresh = [t for t in projection.user_tasks if t.id not in existing]
         if fresh:
-            conn.execute(
+            writes.add(
                 _INSERT_TASK,
                 [
                     {
@@ -579,16 +677,16 @@ class EngineBase:
                 {"task_id": t.id, "kind": "user", "value": u} for t in fresh for u in set(t.candidate_users)
             ]
             if candidates:
-                conn.execute(_INSERT_CANDIDATES, candidates)
+                writes.add(_INSERT_CANDIDATES, candidates)
 
     def _write_waits(
-        self, conn: Connection, row: Any, projection: Projection, now: datetime, new: bool
+        self, conn: Connection, writes: Writes, row: Any, projection: Projection, now: datetime, new: bool
     ) -> None:
         before = row.waits or {}
         if not new and before.get("subs"):
-            conn.execute(delete(message_subscription).where(message_subscription.c.instance_id == row.id))
+            writes.add(delete(message_subscription).where(message_subscription.c.instance_id == row.id))
         if projection.subscriptions:
-            conn.execute(
+            writes.add(
                 _INSERT_SUBSCRIPTIONS,
                 [
                     {
@@ -605,9 +703,9 @@ class EngineBase:
                 ],
             )
         if not new and before.get("timers"):
-            conn.execute(delete(timer).where(timer.c.instance_id == row.id))
+            writes.add(delete(timer).where(timer.c.instance_id == row.id))
         if projection.timers:
-            conn.execute(
+            writes.add(
                 _INSERT_TIMERS,
                 [
                     {
@@ -627,10 +725,10 @@ class EngineBase:
             existing_jobs = set(conn.execute(select(job.c.id).where(job.c.instance_id == row.id)).scalars())
         current = {j.task_id for j in projection.jobs}
         if existing_jobs - current:
-            conn.execute(delete(job).where(job.c.id.in_(list(existing_jobs - current))))
+            writes.add(delete(job).where(job.c.id.in_(list(existing_jobs - current))))
         fresh = [j for j in projection.jobs if j.task_id not in existing_jobs]
         if fresh:
-            conn.execute(
+            writes.add(
                 _INSERT_JOBS,
                 [
                     {
@@ -648,10 +746,8 @@ class EngineBase:
                 ],
             )
 
-    def _write_outbox(
-        self, conn: Connection, row: Any, outgoing: list[OutgoingMessage], now: datetime
-    ) -> None:
-        conn.execute(
+    def _write_outbox(self, writes: Writes, row: Any, outgoing: list[OutgoingMessage], now: datetime) -> None:
+        writes.add(
             _INSERT_OUTBOX,
             [
                 {
@@ -737,17 +833,24 @@ class EngineBase:
         return row
 
     def _append_instance_audit(
-        self, conn: Connection, instance_id: str, seq: int, head: str | None, entries: list[audit.Entry]
+        self,
+        conn: Connection,
+        instance_id: str,
+        seq: int,
+        head: str | None,
+        entries: list[audit.Entry],
+        writes: Writes | None = None,
     ) -> None:
+        """Append to the instance's audit chain (a compare-and-set on its head) together with ``writes``: any
+        command that changed the instance meanwhile moved the head, so this one then fails cleanly."""
         rows, new_seq, new_head = audit.build_rows(instance_id, seq, head, entries)
-        result = conn.execute(
-            _APPEND_AUDIT, {"b_id": instance_id, "b_seq": seq, "audit_seq": new_seq, "audit_head": new_head}
-        )
-        if result.first() is None:
+        writes = writes or Writes()
+        writes.add(_INSERT_AUDIT, rows)
+        params = {"b_id": instance_id, "b_seq": seq, "audit_seq": new_seq, "audit_head": new_head}
+        if writes.run(conn, _APPEND_AUDIT, params) is None:
             raise ConcurrentModification(
                 f"process instance '{instance_id}' changed at the same time; retry", instance_id=instance_id
             )
-        conn.execute(_INSERT_AUDIT, rows)
 
     def _notify(self) -> None:
         for callback in self.after_commit:

@@ -10,12 +10,12 @@ from engine.commands.base import (
     _CLAIM_TASK,
     _TASK_WITH_INSTANCE,
     EngineBase,
+    Writes,
     _Outcome,
     validate_text,
     validate_variables,
 )
 from engine.errors import (
-    ConcurrentModification,
     NotFound,
     TaskClaimed,
     TaskNotOpen,
@@ -41,11 +41,9 @@ class TaskCommands(EngineBase):
                     task_id=task_id,
                     assignee=row.assignee,
                 )
-            result = conn.execute(_CLAIM_TASK, {"b_id": task_id, "b_user": user, "assignee": user})
-            if result.first() is None:
-                raise ConcurrentModification(
-                    f"task '{task_id}' was changed at the same time; retry", task_id=task_id
-                )
+            # The chain head decides a race: whoever changed the instance since it was read moved the head.
+            claiming = Writes()
+            claiming.add(_CLAIM_TASK, {"b_id": task_id, "b_user": user, "assignee": user})
             self._append_instance_audit(
                 conn,
                 row.instance_id,
@@ -61,6 +59,7 @@ class TaskCommands(EngineBase):
                         details={"assignee": user},
                     )
                 ],
+                claiming,
             )
         return {"id": task_id, "assignee": user}
 
