@@ -127,3 +127,46 @@ def _assert_consistent(engine: Engine, instance_id: str, task_id: str, winner: s
     model = engine.model(inst.definition_id)
     workflow = engine.runtime.load(model, inst.snapshot)
     assert workflow.is_completed()
+
+
+@pytest.mark.postgres
+def test_two_users_claiming_one_task_at_once(pg_schema: tuple[str, str]) -> None:
+    """Claims race on the instance's audit chain: one user gets the task, the other a 409."""
+    import threading
+
+    url, schema = pg_schema
+    db = create_db_engine(url, schema=schema)
+    migrate(db)
+    engine = Engine(db)
+    engine.deploy([("race.bpmn", RACE_MODEL)])
+    for i in range(50):
+        task_id = engine.start(key="race", business_key=f"C-{i}")["tasks"][0]["id"]
+        barrier = threading.Barrier(2)
+        outcome: dict[str, str] = {}
+
+        def claim(
+            user: str,
+            task_id: str = task_id,
+            barrier: threading.Barrier = barrier,
+            outcome: dict[str, str] = outcome,
+        ) -> None:
+            barrier.wait()
+            try:
+                engine.claim(task_id, user)
+                outcome[user] = "won"
+            except CaseflowError as exc:
+                outcome[user] = f"{exc.status}"
+
+        threads = [threading.Thread(target=claim, args=(user,)) for user in ("zhang.san", "li.si")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [u for u, r in outcome.items() if r == "won"]
+        assert len(winners) == 1 and sorted(outcome.values()) == ["409", "won"], outcome
+        with read_only(db) as conn:
+            assert conn.execute(select(task.c.assignee).where(task.c.id == task_id)).scalar() == winners[0]
+    with read_only(db) as conn:
+        checked, problems = audit.verify(conn)
+    assert not problems and checked >= 100
+    db.dispose()
