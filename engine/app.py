@@ -50,6 +50,9 @@ def deploy_directory(engine: Engine, directory: str | Path, actor: str = "system
     path = Path(directory)
     results: list[dict[str, Any]] = []
     if not path.is_dir():
+        log.warning(
+            "no models deployed on start: %s is not a directory (set CASEFLOW_BPMN_DIR)", path.resolve()
+        )
         return results
     files = sorted(
         p for p in path.iterdir() if p.suffix in (".bpmn", ".dmn") or p.name.endswith(".bpmn20.xml")
