@@ -39,3 +39,21 @@ def test_redeploy_identical_creates_nothing(engine: Engine) -> None:
     assert again["definitions"] == first["definitions"]
     changed = engine.deploy([("one.bpmn", one_user_task(groups="head"))])
     assert changed["definitions"][0]["version"] == 2
+
+
+def test_a_fresh_engine_compiles_a_deployment_once_for_all_its_processes(engine: Engine) -> None:
+    from tests.bpmn_util import chain, definitions
+
+    def review(pid: str) -> str:
+        return f"""<bpmn:process id="{pid}" isExecutable="true">
+  <bpmn:startEvent id="start"/><bpmn:userTask id="review" name="审核"/><bpmn:endEvent id="end"/>
+  {chain("start", "review", "end")}
+</bpmn:process>"""
+
+    deployed = engine.deploy([("two.bpmn", definitions(review("first"), review("second")))])
+    ids = {d["key"]: d["id"] for d in deployed["definitions"]}
+    fresh = Engine(engine.db, engine.clock, engine.config)  # another process: nothing cached yet
+    assert fresh.models.get(ids["first"]) is None
+    fresh.model(ids["first"])
+    assert fresh.models.get(ids["second"]) is not None
+    assert fresh.start(key="second")["state"] == "running"

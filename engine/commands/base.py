@@ -398,9 +398,16 @@ class EngineBase:
             libraries=[(f"library:{r.name}", r.content) for r in libs],
             max_bytes=max(self.config.max_model_bytes, max(len(r.content) for r in own)),
         )
-        model = compiled.processes[row.key]
-        self.models.put(definition_id, model)
-        return model
+        # The compilation produced every process of the deployment: keep the siblings too.
+        siblings = conn.execute(
+            select(process_definition.c.id, process_definition.c.key).where(
+                process_definition.c.deployment_id == row.deployment_id
+            )
+        ).all()
+        for sibling in siblings:
+            if sibling.key in compiled.processes and self.models.get(sibling.id) is None:
+                self.models.put(sibling.id, compiled.processes[sibling.key])
+        return compiled.processes[row.key]
 
     def _start_in(
         self,
