@@ -45,9 +45,10 @@ def test_a_fresh_engine_compiles_a_deployment_once_for_all_its_processes(engine:
     from tests.bpmn_util import chain, definitions
 
     def review(pid: str) -> str:
+        start, task, end = f"{pid}_start", f"{pid}_review", f"{pid}_end"
         return f"""<bpmn:process id="{pid}" isExecutable="true">
-  <bpmn:startEvent id="start"/><bpmn:userTask id="review" name="审核"/><bpmn:endEvent id="end"/>
-  {chain("start", "review", "end")}
+  <bpmn:startEvent id="{start}"/><bpmn:userTask id="{task}" name="审核"/><bpmn:endEvent id="{end}"/>
+  {chain(start, task, end)}
 </bpmn:process>"""
 
     deployed = engine.deploy([("two.bpmn", definitions(review("first"), review("second")))])
