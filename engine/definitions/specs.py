@@ -42,6 +42,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
 
 from engine.lang.iso8601 import (
+    Cycle,
     Duration,
     looks_like_iso8601,
     parse_cycle,
@@ -215,6 +216,15 @@ class CaseflowDuration(CaseflowTimerMixin, DurationTimerEventDefinition):  # typ
         return datetime.fromisoformat(stored)
 
 
+def _resolve_cycle(definition: Any, my_task: Any) -> tuple[str, Cycle]:
+    """The cycle's text (literal, or computed by its expression) and its parsed form."""
+    value = resolve_timer_value(definition, my_task)
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO 8601 cycle such as R3/PT10M, got {type(value).__name__}")
+    text = value.strip()
+    return text, parse_cycle(text, my_task.workflow.script_engine.timezone)
+
+
 class CaseflowCycle(CaseflowTimerMixin, CycleTimerEventDefinition):  # type: ignore[misc]
     """R[n]/[start/]interval: fires up to n times (unbounded without n); each firing makes a new child.
 
@@ -227,15 +237,12 @@ class CaseflowCycle(CaseflowTimerMixin, CycleTimerEventDefinition):  # type: ign
         state = my_task.internal_data.get(key)
         if state is None:
             engine = my_task.workflow.script_engine
-            value = resolve_timer_value(self, my_task)
-            if not isinstance(value, str):
-                raise TypeError(f"timer '{self.name}' expects an ISO 8601 cycle such as R3/PT10M")
-            cycle = parse_cycle(value.strip(), engine.timezone)
+            text, cycle = _resolve_cycle(self, my_task)
             first = cycle.start if cycle.start is not None else cycle.interval.add_to(engine.now())
             state = {
                 "remaining": -1 if cycle.repetitions is None else cycle.repetitions,
                 "next": first.isoformat(),
-                "interval": value.strip(),
+                "interval": text,
                 "end": cycle.end.isoformat() if cycle.end else None,
             }
             my_task.internal_data[key] = state
@@ -295,11 +302,8 @@ class CaseflowCycleStep(CaseflowTimerMixin, TimerEventDefinition):  # type: igno
         state = my_task.internal_data.get(key)
         if state is None:
             engine = my_task.workflow.script_engine
-            value = resolve_timer_value(self, my_task)
-            if not isinstance(value, str):
-                raise TypeError(f"expected an ISO 8601 cycle such as R3/PT10M, got {type(value).__name__}")
-            parse_cycle(value.strip(), engine.timezone)
-            state = {"cycle": value.strip(), "anchor": engine.now().isoformat(), "fired": 0}
+            text, _cycle = _resolve_cycle(self, my_task)
+            state = {"cycle": text, "anchor": engine.now().isoformat(), "fired": 0}
             my_task.internal_data[key] = state
         return state  # type: ignore[no-any-return]
 
