@@ -2016,7 +2016,7 @@ class _Compiler:
 
         return produce
 
-    def _list_comp(self, node: ast.ListComp, bound: frozenset[str], depth: int) -> _Fn:
+    def _list_comp(self, node: ast.ListComp | ast.GeneratorExp, bound: frozenset[str], depth: int) -> _Fn:
         produce = self._comprehension(node, bound, depth)
 
         def list_comp(frame: _Frame) -> Any:
@@ -2051,12 +2051,7 @@ class _Compiler:
     def _generator_exp(self, node: ast.GeneratorExp, bound: frozenset[str], depth: int) -> _Fn:
         # Outside call arguments a generator expression is evaluated eagerly into a list, so no
         # half-consumed generator can end up in a result or a process variable.
-        produce = self._comprehension(node, bound, depth)
-
-        def generator_list(frame: _Frame) -> Any:
-            return frame.ctx.check_new(list(produce(frame)))
-
-        return generator_list
+        return self._list_comp(node, bound, depth)
 
     def _argument(self, node: ast.expr, bound: frozenset[str], depth: int) -> _Fn:
         """A call argument; generator expressions stay lazy so ``any(...)`` can stop early."""
