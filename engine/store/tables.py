@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -73,6 +74,8 @@ process_definition = Table(
     Column("message_starts", JSON, nullable=False),
     Column("timer_starts", JSON, nullable=False),
     _ts("created_at", nullable=False),
+    # caseflow:confidential on the process: its instances are need-to-know (discipline clues)
+    Column("confidential", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("key", "version"),
 )
 
@@ -98,6 +101,9 @@ process_instance = Table(
     _ts("updated_at", nullable=False),
     _ts("ended_at"),
     Column("started_by", String(255), nullable=True),
+    Column("confidential", Boolean, nullable=False, server_default=false()),
+    # deadline flags (e.g. a deadline past the known working-day calendar), shown on the instance
+    Column("flags", JSON, nullable=True),
     Index("ix_process_instance_key_business_key", "definition_key", "business_key"),
     Index("ix_process_instance_business_key", "business_key"),
     Index("ix_process_instance_state", "state"),
@@ -122,6 +128,11 @@ task = Table(
     _ts("created_at", nullable=False),
     _ts("ended_at"),
     Column("completed_by", String(255), nullable=True),
+    Column("confidential", Boolean, nullable=False, server_default=false()),
+    # why the due time is not trustworthy (e.g. it runs past the known working-day calendar)
+    Column("deadline_note", Text, nullable=True),
+    # what the claimant must hold (e.g. ["certified_officer"]), from caseflow:requires on the user task
+    Column("requires", JSON, nullable=True),
     Index("ix_task_state_due", "state", "due_at"),
 )
 
@@ -211,6 +222,8 @@ incident = Table(
     Column("state", String(16), nullable=False),  # open | resolved
     _ts("created_at", nullable=False),
     _ts("resolved_at"),
+    # structured context (a rejected message: its id, sender, receiver, reason and dead-letter queue)
+    Column("details", JSON, nullable=True),
     Index("ix_incident_state", "state"),
 )
 
