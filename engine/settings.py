@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,7 +40,11 @@ class Settings:
     port: int = 8080
     bpmn_dir: str = "bpmn"
     amqp_url: str | None = None
+    # agencies this engine serves; empty = every agency whose engine is "district" in the agencies file
     agencies: tuple[str, ...] = field(default_factory=tuple)
+    amqp_prefix: str = "caseflow"
+    agencies_file: str | None = None  # None = deployments/agencies.yaml
+    max_message_bytes: int = 1024 * 1024
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,6 +62,9 @@ class Settings:
             bpmn_dir=env.get("CASEFLOW_BPMN_DIR", cls.bpmn_dir),
             amqp_url=env.get("CASEFLOW_AMQP_URL") or None,
             agencies=tuple(a.strip() for a in env.get("CASEFLOW_AGENCIES", "").split(",") if a.strip()),
+            amqp_prefix=env.get("CASEFLOW_AMQP_PREFIX") or cls.amqp_prefix,
+            agencies_file=env.get("CASEFLOW_AGENCIES_FILE") or None,
+            max_message_bytes=_int("CASEFLOW_MAX_MESSAGE_BYTES", 1024 * 1024, 1024),
         )
         settings.check()
         return settings
@@ -68,6 +76,8 @@ class Settings:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"CASEFLOW_TIMEZONE={self.timezone!r} is not a known time zone") from None
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", self.amqp_prefix):
+            raise SettingsError("CASEFLOW_AMQP_PREFIX may hold letters, digits, '_', '.' and '-' (at most 64)")
         if self.environment == "production" and self.database_url.startswith("sqlite"):
             raise SettingsError("production needs PostgreSQL: set CASEFLOW_DATABASE_URL")
 

@@ -1,0 +1,179 @@
+"""The district's agencies (``deployments/agencies.yaml``) and their HMAC signing keys.
+
+A key comes from the environment variable named in the agency's ``key.env``, else from the file named in
+``key.file`` (its text, stripped; at least 32 characters, used as UTF-8 bytes). In development and test, when
+neither is set, a **development key** is derived from the agency code: ``SHA-256("caseflow development key:" +
+code)`` (32 bytes). Anyone can compute it, so production (``CASEFLOW_ENV=production``) never derives one:
+:meth:`Keyring.require` refuses to start without a real key for each agency the engine serves.
+
+No dependency on ``engine/``: the external-system SDK uses this module too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CODE = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
+MIN_KEY_CHARS = 32
+DEFAULT_FILE = Path(__file__).resolve().parents[1] / "deployments" / "agencies.yaml"
+
+
+class AgencyError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Agency:
+    code: str
+    name: str
+    kind: str
+    engine: str
+    key_env: str | None = None
+    key_file: str | None = None
+
+    @property
+    def district(self) -> bool:
+        """Served by the district's caseflow engine (else by the agency's own system)."""
+        return self.engine == "district"
+
+
+@dataclass(frozen=True)
+class Registry:
+    agencies: Mapping[str, Agency]
+
+    def __contains__(self, code: object) -> bool:
+        return code in self.agencies
+
+    def __iter__(self) -> Iterator[Agency]:
+        return iter(self.agencies.values())
+
+    def get(self, code: str) -> Agency:
+        try:
+            return self.agencies[code]
+        except KeyError:
+            raise AgencyError(f"'{code}' is not an agency in agencies.yaml") from None
+
+    def codes(self) -> tuple[str, ...]:
+        return tuple(self.agencies)
+
+    def district_codes(self) -> tuple[str, ...]:
+        return tuple(a.code for a in self.agencies.values() if a.district)
+
+
+def load(path: str | Path | None = None) -> Registry:
+    file = Path(path) if path else DEFAULT_FILE
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise AgencyError(f"cannot read the agencies file {file}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise AgencyError(f"{file} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("agencies"), list):
+        raise AgencyError(f"{file} must hold a mapping with an 'agencies' list")
+    agencies: dict[str, Agency] = {}
+    for item in data["agencies"]:
+        agency = _agency(item, file)
+        if agency.code in agencies:
+            raise AgencyError(f"{file}: agency '{agency.code}' is listed twice")
+        agencies[agency.code] = agency
+    return Registry(agencies)
+
+
+def _agency(item: Any, file: Path) -> Agency:
+    if not isinstance(item, dict):
+        raise AgencyError(f"{file}: every agency must be a mapping")
+    code = item.get("code")
+    if not isinstance(code, str) or not CODE.match(code):
+        raise AgencyError(f"{file}: agency code {code!r} must match {CODE.pattern}")
+    key = item.get("key") or {}
+    if not isinstance(key, dict):
+        raise AgencyError(f"{file}: key of '{code}' must be a mapping with env and/or file")
+    return Agency(
+        code=code,
+        name=str(item.get("name") or code),
+        kind=str(item.get("kind") or "department"),
+        engine=str(item.get("engine") or "district"),
+        key_env=key.get("env") or None,
+        key_file=key.get("file") or None,
+    )
+
+
+def development_key(code: str) -> bytes:
+    """The public, derivable key used in development and test when no real key is configured."""
+    return hashlib.sha256(f"caseflow development key:{code}".encode()).digest()
+
+
+class Keyring:
+    """Signing keys by agency code, read once and cached."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        production: bool = False,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.production = production
+        self._environ = os.environ if environ is None else environ
+        self._cache: dict[str, bytes | None] = {}
+
+    def _configured(self, agency: Agency) -> bytes | None:
+        text: str | None = None
+        if agency.key_env and self._environ.get(agency.key_env):
+            text = self._environ[agency.key_env]
+        elif agency.key_file and Path(agency.key_file).is_file():
+            try:
+                text = Path(agency.key_file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise AgencyError(f"cannot read the key file of '{agency.code}': {exc.strerror}") from None
+        if text is None:
+            return None
+        text = text.strip()
+        if len(text) < MIN_KEY_CHARS:
+            raise AgencyError(f"the key of '{agency.code}' is shorter than {MIN_KEY_CHARS} characters")
+        return text.encode()
+
+    def get(self, code: str) -> bytes | None:
+        """The agency's key; None for an unknown agency, or in production when it has no real key."""
+        if code in self._cache:
+            return self._cache[code]
+        if code not in self.registry:
+            return None
+        key = self._configured(self.registry.get(code))
+        if key is None and not self.production:
+            key = development_key(code)
+        self._cache[code] = key
+        return key
+
+    def key(self, code: str) -> bytes:
+        found = self.get(code)
+        if found is None:
+            raise AgencyError(f"no signing key for agency '{code}'")
+        return found
+
+    def require(self, codes: Iterable[str]) -> None:
+        """Refuse to start (AgencyError) unless every agency in ``codes`` has a usable key."""
+        missing = [c for c in codes if self.get(c) is None]
+        if missing:
+            hint = ", ".join(
+                f"{c} ({self.registry.get(c).key_env or self.registry.get(c).key_file})"
+                if c in self.registry
+                else f"{c} (not in agencies.yaml)"
+                for c in missing
+            )
+            raise AgencyError(f"no signing key configured for: {hint}")
+
+    def known(self) -> Iterator[tuple[str, bytes]]:
+        for code in self.registry.codes():
+            key = self.get(code)
+            if key is not None:
+                yield code, key
