@@ -58,6 +58,12 @@ class InvalidVariables(CaseflowError):
     code = "invalid_variables"
 
 
+class InvalidForm(InvalidVariables):
+    """A completion that does not fill in the task's form: ``fields`` lists each field and what is wrong."""
+
+    code = "invalid_form"
+
+
 class NotFound(CaseflowError):
     status = 404
     code = "not_found"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from engine.api.deps import ActorDep, EngineDep, errors, require_multipart
-from engine.api.schemas import DefinitionOut, DeploymentOut
+from engine.api.schemas import DefinitionFormOut, DefinitionOut, DeploymentOut
 from engine.errors import InvalidModel, PayloadTooLarge
 from engine.store import queries
 from engine.store.db import read_only
@@ -72,3 +72,15 @@ def definition_xml(engine: EngineDep, definition_id: str) -> Response:
     with read_only(engine.db) as conn:
         _name, content = queries.definition_xml(conn, definition_id)
     return Response(content, media_type="application/xml")
+
+
+@router.get(
+    "/api/process-definitions/{definition_id}/forms",
+    response_model=list[DefinitionFormOut],
+    responses=errors(404),
+    summary="The form of every user task of a definition (fields, types, constraints, options)",
+)
+def definition_forms(
+    engine: EngineDep, definition_id: Annotated[str, Path(max_length=255)]
+) -> list[dict[str, Any]]:
+    return engine.definition_forms(definition_id)

@@ -120,6 +120,11 @@ class InstanceSummary(_Out):
 class InstanceOut(InstanceSummary):
     activities: list[str]
     variables: dict[str, Any]
+    flags: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="notes on the case, e.g. kind=deadline_estimated: a deadline past the known holiday "
+        "arrangement, computed Monday-Friday (element_id, due_at, note in Chinese)",
+    )
 
 
 class TaskOut(_Out):
@@ -132,6 +137,9 @@ class TaskOut(_Out):
     assignee: str | None = None
     state: str
     due_at: str | None = None
+    deadline_note: str | None = Field(
+        None, description="set when due_at ran past the known holiday arrangement (Chinese, for staff)"
+    )
 
 
 class InstanceDetail(InstanceOut):
@@ -195,3 +203,68 @@ class AuditVerifyOut(_Out):
     ok: bool
     records_checked: int
     problems: list[AuditProblem]
+
+
+# ------------------------------------------------------------------------------------------------- forms
+class FormOptionOut(_Out):
+    id: str
+    name: str = Field(description="the option as staff see it (Chinese)")
+
+
+class FormFieldOut(_Out):
+    id: str = Field(description="the variable the field fills in")
+    label: str = Field(description="the field's name as staff see it (Chinese)")
+    type: Literal["string", "long", "decimal", "boolean", "date", "enum"]
+    required: bool
+    readonly: bool
+    default: Any = Field(None, description="the model's defaultValue, typed (dates as YYYY-MM-DD)")
+    value: Any = Field(None, description="the variable's current value, if it has one")
+    options: list[FormOptionOut] | None = Field(None, description="enum fields: the allowed option ids")
+    constraints: dict[str, Any] = Field(
+        description="minlength, maxlength (string); min, max (long, decimal, date)"
+    )
+    multiline: bool = False
+    properties: dict[str, str] = Field(default_factory=dict)
+
+
+class TaskFormOut(_Out):
+    task_id: str
+    instance_id: str
+    element_id: str
+    name: str | None = None
+    form_key: str | None = Field(None, description="camunda:formKey, when the model names an external form")
+    has_form: bool = Field(description="false: the task declares no camunda:formData and takes any variables")
+    fields: list[FormFieldOut]
+
+
+class DefinitionFormOut(_Out):
+    process_id: str
+    element_id: str
+    name: str | None = None
+    form_key: str | None = None
+    has_form: bool
+    fields: list[FormFieldOut]
+
+
+class FormProblemOut(_Out):
+    field: str
+    label: str = Field(description="the field's Chinese label (empty for a variable the form does not have)")
+    problem: Literal[
+        "required",
+        "unknown_field",
+        "wrong_type",
+        "not_an_option",
+        "too_short",
+        "too_long",
+        "too_small",
+        "too_large",
+        "read_only",
+    ]
+    message: str
+
+
+class FormErrorOut(ErrorOut):
+    task_id: str | None = None
+    fields: list[FormProblemOut] | None = Field(
+        None, description="invalid_form: each field and what is wrong"
+    )

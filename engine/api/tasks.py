@@ -7,7 +7,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 
 from engine.api.deps import ActorDep, EngineDep, Limit, Offset, TaskId, errors, require_json
-from engine.api.schemas import AssigneeOut, AssignRequest, ClaimRequest, CompleteRequest, InstanceOut, TaskOut
+from engine.api.schemas import (
+    AssigneeOut,
+    AssignRequest,
+    ClaimRequest,
+    CompleteRequest,
+    FormErrorOut,
+    InstanceOut,
+    TaskFormOut,
+    TaskOut,
+)
 from engine.store import queries
 from engine.store.db import read_only
 
@@ -46,6 +55,16 @@ def get_task(engine: EngineDep, task_id: TaskId) -> dict[str, Any]:
         return queries.task_by_id(conn, task_id)
 
 
+@router.get(
+    "/api/tasks/{task_id}/form",
+    response_model=TaskFormOut,
+    responses=errors(404),
+    summary="The task's form: fields, types, constraints, options and the variables' current values",
+)
+def get_task_form(engine: EngineDep, task_id: TaskId) -> dict[str, Any]:
+    return engine.task_form(task_id)
+
+
 @router.post(
     "/api/tasks/{task_id}/claim",
     response_model=AssigneeOut,
@@ -79,8 +98,14 @@ def assign(engine: EngineDep, actor: ActorDep, task_id: TaskId, body: AssignRequ
 @router.post(
     "/api/tasks/{task_id}/complete",
     response_model=InstanceOut,
-    responses=errors(404, 409, 415, 422),
-    summary="Complete a task with variables; answers the instance after it moved on",
+    responses={
+        **errors(404, 409, 415, 422),
+        422: {
+            "model": FormErrorOut,
+            "description": "invalid variables, or a form not filled in (invalid_form)",
+        },
+    },
+    summary="Complete a task with variables (checked against its form); answers the instance after it moved on",
 )
 def complete(engine: EngineDep, actor: ActorDep, task_id: TaskId, body: CompleteRequest) -> dict[str, Any]:
     return engine.complete(task_id, body.variables, user=body.user, actor=actor)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from engine.commands.base import Clock, EngineConfig, system_clock, validate_text, validate_variables
 from engine.commands.definitions import DeployCommands
+from engine.commands.forms import FormCommands
 from engine.commands.instances import InstanceCommands
 from engine.commands.jobs import JobCommands
 from engine.commands.messages import MessageCommands
@@ -15,7 +16,9 @@ from engine.commands.tasks import TaskCommands
 from engine.commands.timers import TimerCommands
 
 
-class Engine(DeployCommands, InstanceCommands, TaskCommands, MessageCommands, TimerCommands, JobCommands):
+class Engine(
+    DeployCommands, InstanceCommands, TaskCommands, FormCommands, MessageCommands, TimerCommands, JobCommands
+):
     """The engine's command side: one method per command, each one transaction."""
 
 

@@ -6,15 +6,16 @@ from typing import Any
 
 from sqlalchemy import update
 
+from engine.commands.access import AccessCommands
 from engine.commands.base import (
     _CLAIM_TASK,
     _TASK_WITH_INSTANCE,
-    EngineBase,
     Writes,
     _Outcome,
     validate_text,
     validate_variables,
 )
+from engine.commands.forms import check_completion
 from engine.errors import (
     NotFound,
     TaskClaimed,
@@ -28,11 +29,12 @@ from engine.store.tables import (
 )
 
 
-class TaskCommands(EngineBase):
+class TaskCommands(AccessCommands):
     def claim(self, task_id: str, user: str, *, actor: str | None = None) -> dict[str, Any]:
         validate_text(user, "user", required=True)
         with unit_of_work(self.db) as conn:
             row = self._task_row(conn, task_id)
+            self._check_may_act(conn, task_id, user, "claim")
             if row.state != "open":
                 raise TaskNotOpen(f"task '{task_id}' is {row.state}", task_id=task_id)
             if row.assignee is not None and row.assignee != user:
@@ -75,6 +77,8 @@ class TaskCommands(EngineBase):
         validate_text(user, "user")
         with unit_of_work(self.db) as conn:
             row = self._task_row(conn, task_id)
+            if user is not None:
+                self._check_may_act(conn, task_id, user, command)
             if row.state != "open":
                 raise TaskNotOpen(f"task '{task_id}' is {row.state}", task_id=task_id)
             conn.execute(update(task).where(task.c.id == task_id).values(assignee=user))
@@ -109,6 +113,7 @@ class TaskCommands(EngineBase):
             irow = conn.execute(_TASK_WITH_INSTANCE, {"b_id": task_id}).first()
             if irow is None:
                 raise NotFound(f"task '{task_id}' does not exist", task_id=task_id)
+            self._check_may_act(conn, task_id, user or actor or irow.task_assignee, "complete")
             if irow.task_state != "open":
                 raise TaskNotOpen(f"task '{task_id}' is {irow.task_state}", task_id=task_id)
             if user is not None and irow.task_assignee is not None and irow.task_assignee != user:
@@ -118,6 +123,7 @@ class TaskCommands(EngineBase):
                     assignee=irow.task_assignee,
                 )
             loaded = self._load(conn, irow)
+            variables = check_completion(self.runtime, loaded.workflow, task_id, variables)
             who = user or irow.task_assignee or actor
             outcome = _Outcome(
                 audit=[

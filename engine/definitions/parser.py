@@ -47,6 +47,10 @@ from SpiffWorkflow.camunda.parser.task_spec import (
     UserTaskParser,
 )
 
+from engine.definitions.confidential import parse_requires
+from engine.definitions.forms import FormDefinitionError, parse_form
+from engine.calendar import CALENDAR_KINDS, CalendarError
+from engine.calendar.core import check_duration
 from engine.definitions.mappings import (
     LOCAL_VARIABLE_CLASSES,
     CaseflowCallActivity,
@@ -69,6 +73,7 @@ from engine.definitions.specs import (
     CaseflowUserTask,
     ExternalServiceTask,
 )
+from engine.lang.iso8601 import TimerValueError, looks_like_iso8601, parse_duration
 
 CASEFLOW_NS = "http://caseflow.local/schema/bpmn/1.0"
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
@@ -95,6 +100,34 @@ def parse_payload(text: str | None) -> list[tuple[str, str]]:
         target, _, expr = part.partition("=")
         pairs.append((target.strip(), (expr or target).strip()))
     return pairs
+
+
+_CALENDAR_EVENTS = ("boundaryEvent", "intermediateCatchEvent")
+
+
+def _calendar(parser: Any, duration: str | None) -> str | None:
+    """``caseflow:calendar`` of the parser's element, checked: a known kind, and a literal duration the kind
+    can count (``PT3H`` is no number of working days). None when the element has none."""
+    value = parser.node.get(f"{{{CASEFLOW_NS}}}calendar")
+    if value is None:
+        return None
+    kind = value.strip()
+    if kind not in CALENDAR_KINDS:
+        raise ValidationException(
+            f"caseflow:calendar '{value}' is not one of {', '.join(CALENDAR_KINDS)}",
+            node=parser.node,
+            file_name=parser.filename,
+        )
+    if duration is not None and looks_like_iso8601(duration.strip()):
+        try:
+            check_duration(kind, parse_duration(duration.strip()))
+        except TimerValueError:
+            pass  # the compiler reports a malformed duration with its own message
+        except CalendarError as exc:
+            raise ValidationException(
+                f"caseflow:calendar '{kind}': {exc}", node=parser.node, file_name=parser.filename
+            ) from None
+    return kind
 
 
 def _spawns_paths(node: Any) -> bool:
@@ -137,8 +170,14 @@ class CaseflowEventParserMixin(EventDefinitionParser):  # type: ignore[misc]
                 correlations.append(CorrelationProperty(var.strip(), (expr or var).strip(), []))
         payload = parse_payload(self.node.get(f"{{{CASEFLOW_NS}}}payload"))
         to = self.node.get(f"{{{CASEFLOW_NS}}}to")
+        sender = self.node.get(f"{{{CASEFLOW_NS}}}from")
         return CaseflowMessageEventDefinition(
-            name, correlations, payload=payload, to=to, description=self.get_event_description(message_event)
+            name,
+            correlations,
+            payload=payload,
+            to=to,
+            sender=sender,
+            description=self.get_event_description(message_event),
         )
 
     def parse_timer_event(self, event: Any) -> Any:
@@ -156,10 +195,25 @@ class CaseflowEventParserMixin(EventDefinitionParser):  # type: ignore[misc]
                 timer = cls(self.node.get("id"), text, description=description)
                 timer.label = self.node.get("name")
                 timer.kind = tag
+                timer.calendar = self._timer_calendar(tag, text)
                 return timer
         raise ValidationException(
             "timer event has no timeDate, timeDuration or timeCycle", node=self.node, file_name=self.filename
         )
+
+    def _timer_calendar(self, tag: str, text: str) -> str | None:
+        kind = _calendar(self, text if tag == "timeDuration" else None)
+        if kind is None:
+            return None
+        where = etree.QName(self.node).localname
+        if where not in _CALENDAR_EVENTS or tag != "timeDuration":
+            raise ValidationException(
+                f"caseflow:calendar applies to a timeDuration on a boundary or intermediate catch event, not to "
+                f"a {tag} on a {where}",
+                node=self.node,
+                file_name=self.filename,
+            )
+        return kind
 
 
 class _StartEventParser(CaseflowEventParserMixin, StartEventParser):  # type: ignore[misc]
@@ -234,8 +288,12 @@ class _CamundaLoopMixin(CamundaTaskParser):  # type: ignore[misc]
 
 class _UserTaskParser(_CamundaLoopMixin, UserTaskParser):  # type: ignore[misc]
     def create_task(self) -> Any:
-        form = self.get_form()
         node = self.node
+        # caseflow's typed form replaces the library's (which drops formData unless a formKey is set).
+        try:
+            form = parse_form(node, _ext(node, "formKey"))
+        except FormDefinitionError as exc:
+            raise ValidationException(str(exc), node=node, file_name=self.filename) from None
         priority_text = _ext(node, "priority")
         try:
             priority = int(priority_text) if priority_text else 50
@@ -250,11 +308,26 @@ class _UserTaskParser(_CamundaLoopMixin, UserTaskParser):  # type: ignore[misc]
             due_date=_ext(node, "dueDate"),
             form_key=_ext(node, "formKey"),
             priority=priority,
+            requires=_requires(node, self.filename),
         )
+        assignment.calendar = _calendar(self, assignment.due_date)
+        if assignment.calendar is not None and not assignment.due_date:
+            raise ValidationException(
+                "caseflow:calendar on a user task counts its camunda:dueDate, and this task has none",
+                node=node,
+                file_name=self.filename,
+            )
         task = self.spec_class(
             self.spec, self.bpmn_id, form=form, assignment=assignment, **self.bpmn_attributes
         )
         return _with_local_variables(self, task)
+
+
+def _requires(node: Any, filename: str | None) -> tuple[str, ...]:
+    try:
+        return parse_requires(node.get(f"{{{CASEFLOW_NS}}}requires"))
+    except ValueError as exc:
+        raise ValidationException(str(exc), node=node, file_name=filename) from None
 
 
 class _ServiceTaskParser(_CamundaLoopMixin):
