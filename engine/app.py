@@ -7,11 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapters import amqp
+from adapters.agencies import AgencyError, Keyring, Registry
+from adapters.agencies import load as load_agencies
 from adapters.local import LocalTransport
 from engine.commands import Clock, Engine, EngineConfig, system_clock
 from engine.errors import InvalidModel
+from engine.link import Link
 from engine.scheduler import Scheduler
-from engine.settings import Settings
+from engine.settings import Settings, SettingsError
 from engine.store.db import create_db_engine
 from engine.store.migrate import migrate
 
@@ -24,9 +28,11 @@ class Application:
     engine: Engine
     transport: LocalTransport
     scheduler: Scheduler
+    link: Link | None = None  # the RabbitMQ link, when CASEFLOW_AMQP_URL is set
 
 
 def build(settings: Settings, clock: Clock = system_clock, *, schema: str | None = None) -> Application:
+    _registry, served, keyring = agencies(settings)
     db = create_db_engine(settings.database_url, schema=schema)
     migrate(db)
     engine = Engine(
@@ -37,12 +43,47 @@ def build(settings: Settings, clock: Clock = system_clock, *, schema: str | None
             max_model_bytes=settings.max_model_bytes,
             default_message_ttl=settings.message_ttl_seconds,
             job_retries=settings.job_retries,
+            agencies=served,
         ),
     )
-    transport = LocalTransport()
+    transport = LocalTransport(keyring, max_bytes=settings.max_message_bytes)
     transport.subscribe(engine.receive)
-    scheduler = Scheduler(engine, transport.publish, settings.scheduler_interval_ms / 1000)
-    return Application(settings, engine, transport, scheduler)
+    link = None
+    if settings.amqp_url:
+        link = Link(
+            engine,
+            settings.amqp_url,
+            amqp.Names(settings.amqp_prefix),
+            keyring,
+            served,
+            transport,
+            max_bytes=settings.max_message_bytes,
+        )
+    # With a broker the link relays the outbox (and dead-letters expired messages); without, the scheduler
+    # hands it to the in-process transport.
+    scheduler = Scheduler(
+        engine,
+        transport.publish if link is None else None,
+        settings.scheduler_interval_ms / 1000,
+        dead_letter=link.dead_letter if link is not None else None,
+    )
+    return Application(settings, engine, transport, scheduler, link)
+
+
+def agencies(settings: Settings) -> tuple[Registry, tuple[str, ...], Keyring]:
+    """The agencies file, the agencies this engine serves and their keys (production: real keys required)."""
+    try:
+        registry = load_agencies(settings.agencies_file)
+        served = settings.agencies or registry.district_codes()
+        unknown = [code for code in served if code not in registry]
+        if unknown:
+            raise AgencyError(f"CASEFLOW_AGENCIES names agencies not in the agencies file: {', '.join(unknown)}")
+        keyring = Keyring(registry, production=settings.environment == "production")
+        if settings.environment == "production":
+            keyring.require(served)
+    except AgencyError as exc:
+        raise SettingsError(str(exc)) from None
+    return registry, tuple(served), keyring
 
 
 def deploy_directory(engine: Engine, directory: str | Path, actor: str = "system") -> list[dict[str, Any]]:

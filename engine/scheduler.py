@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,10 +19,16 @@ log = logging.getLogger("caseflow.scheduler")
 
 class Scheduler:
     def __init__(
-        self, engine: Engine, publish: Callable[[dict[str, Any]], None] | None, interval_s: float = 0.2
+        self,
+        engine: Engine,
+        publish: Callable[[dict[str, Any]], None] | None,
+        interval_s: float = 0.2,
+        *,
+        dead_letter: Callable[[Mapping[str, Any]], str | None] | None = None,
     ) -> None:
         self.engine = engine
         self.publish = publish
+        self.dead_letter = dead_letter  # where an expired transferred message goes (the RabbitMQ link)
         self.interval_s = interval_s
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -35,7 +41,7 @@ class Scheduler:
         done = self.engine.fire_due_timers()
         if self.publish is not None:
             done += self.engine.relay_outbox(self.publish)
-        done += self.engine.expire_buffered()
+        done += self.engine.expire_buffered(self.dead_letter)
         return done
 
     def _sleep_for(self) -> float:

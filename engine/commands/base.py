@@ -22,6 +22,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, or_, select, updat
 from sqlalchemy import Engine as Database
 from sqlalchemy.exc import DBAPIError
 
+from adapters import envelope
 from engine.definitions.compiler import Checkers, Compiled, ProcessModel, compile_resources
 from engine.definitions.xml import DEFAULT_MAX_BYTES
 from engine.errors import (
@@ -166,6 +167,8 @@ class EngineConfig:
     default_message_ttl: int = 86_400
     job_retries: int = 3
     model_cache_size: int = 256
+    # the agencies this engine serves (CASEFLOW_AGENCIES): the default sender of a message with caseflow:to
+    agencies: tuple[str, ...] = ()
 
 
 @dataclass
@@ -594,7 +597,7 @@ class EngineBase:
                 )
             )
         if outgoing:
-            self._write_outbox(writes, row, outgoing, now)
+            self._write_outbox(writes, row, outgoing, now, variables_json)
         if writes.run(conn, decisive, decisive_params) is None:
             raise ConcurrentModification(
                 f"process instance '{row.id}' was changed by another command at the same time; retry",
@@ -753,32 +756,53 @@ class EngineBase:
                 ],
             )
 
-    def _write_outbox(self, writes: Writes, row: Any, outgoing: list[OutgoingMessage], now: datetime) -> None:
-        writes.add(
-            _INSERT_OUTBOX,
-            [
+    def _write_outbox(
+        self,
+        writes: Writes,
+        row: Any,
+        outgoing: list[OutgoingMessage],
+        now: datetime,
+        variables: Mapping[str, Any] | None = None,
+    ) -> None:
+        """One row per thrown message, holding its envelope v1 (unsigned; the relay signs it) plus where it
+        came from (``from_instance``, ``from_element``: local metadata, never published)."""
+        rows = []
+        for m in outgoing:
+            message_id = str(uuid.uuid4())
+            to = _agency_text(m.to)
+            sender = _agency_text(m.sender) or self.default_sender(variables or {})
+            built = envelope.build(
+                m.name,
+                sender=sender,
+                to=to,
+                payload=_json_safe(m.payload),
+                correlation_keys=_json_safe(m.correlations),
+                message_id=message_id,
+                sent_at=now,
+            )
+            rows.append(
                 {
-                    "message_id": str(uuid.uuid4()),
+                    "message_id": message_id,
                     "instance_id": row.id,
                     "message_name": m.name,
-                    "target": str(m.to) if m.to is not None else None,
-                    "envelope": {
-                        "name": m.name,
-                        "correlation_keys": _json_safe(m.correlations),
-                        "variables": _json_safe(m.payload),
-                        "business_key": None,
-                        "from_instance": row.id,
-                        "from_element": m.source_element,
-                        "to": _json_safe(m.to),
-                    },
+                    "target": to,
+                    "envelope": {**built, "from_instance": row.id, "from_element": m.source_element},
                     "created_at": now,
                     "sent_at": None,
                     "attempts": 0,
                     "last_error": None,
+                    "next_attempt_at": None,
+                    "failed_at": None,
                 }
-                for m in outgoing
-            ],
-        )
+            )
+        writes.add(_INSERT_OUTBOX, rows)
+
+    def default_sender(self, variables: Mapping[str, Any]) -> str | None:
+        """A throw without caseflow:from is sent by the one agency this engine serves, else by the instance's
+        ``sender_agency`` variable; None when neither says (the relay then raises an incident)."""
+        if len(self.config.agencies) == 1:
+            return self.config.agencies[0]
+        return _agency_text(variables.get("sender_agency"))
 
     def _drain_buffer(self, conn: Connection, loaded: _Loaded) -> IncidentRaised | None:
         """Deliver buffered messages the instance now waits for (a message may arrive before its receiver)."""
@@ -869,6 +893,13 @@ class _Row:
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(values)
+
+
+def _agency_text(value: Any) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    return text or None
 
 
 def _record_processed(conn: Connection, message_id: str, result: dict[str, Any], now: datetime) -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from adapters.envelope import FIELDS as ENVELOPE_FIELDS
+from adapters.envelope import EnvelopeError
+from adapters.envelope import summary as envelope_summary
 from engine.commands.base import (
     EngineBase,
     _json_safe,
@@ -53,7 +57,10 @@ class MessageCommands(EngineBase):
         all: bool = False,
         actor: str | None = None,
         source: str | None = None,
+        envelope: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """Deliver a message. ``envelope`` (a transferred message as received) is kept with a buffered message so
+        that it can be dead-lettered to its receiving agency when its time-to-live runs out."""
         validate_text(name, "name", required=True)
         validate_text(business_key, "business_key")
         validate_text(message_id, "message_id")
@@ -82,7 +89,7 @@ class MessageCommands(EngineBase):
                             "instances": [],
                         }
                 result = self._correlate_in(
-                    conn, name, business_key, keys, variables, message_id, ttl, all, actor, source
+                    conn, name, business_key, keys, variables, message_id, ttl, all, actor, source, envelope
                 )
                 if message_id is not None and not result.get("buffered"):
                     _record_processed(conn, message_id, result, self.now())
@@ -112,6 +119,7 @@ class MessageCommands(EngineBase):
         all_: bool,
         actor: str | None,
         source: str | None,
+        envelope: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         query = (
             select(
@@ -203,6 +211,8 @@ class MessageCommands(EngineBase):
                         source=source,
                         created_at=now,
                         expires_at=now + timedelta(seconds=ttl),
+                        recipient=envelope.get("to") if envelope else None,
+                        envelope=_json_safe(dict(envelope)) if envelope else None,
                     )
                 )
                 return {"message_id": message_id, "buffered": True, "instances": []}
@@ -226,95 +236,214 @@ class MessageCommands(EngineBase):
         ).all()
         return [r for r in rows if name in (r.message_starts or [])]
 
-    def expire_buffered(self) -> int:
-        with unit_of_work(self.db) as conn:
-            expired = conn.execute(
-                select(buffered_message).where(buffered_message.c.expires_at <= self.now())
-            ).all()
-            if expired:
-                conn.execute(
-                    delete(buffered_message).where(buffered_message.c.id.in_([r.id for r in expired]))
-                )
-                for r in expired:
-                    conn.execute(
-                        insert(incident).values(
-                            id=str(uuid.uuid4()),
-                            instance_id=None,
-                            task_id=None,
-                            element_id=None,
-                            error_type="MessageExpired",
-                            message=f"message '{r.message_name}' (id {r.message_id}) found no receiver before its "
-                            "time-to-live ran out",
-                            state="open",
-                            created_at=self.now(),
-                        )
-                    )
-        return len(expired)
+    def expire_buffered(self, dead_letter: Callable[[Mapping[str, Any]], str | None] | None = None) -> int:
+        """Drop buffered messages past their time-to-live, each with an incident.
 
-    def pending_outbox(self, conn: Connection, limit: int) -> list[Any]:
-        query = select(outbox).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id).limit(limit)
+        A transferred message (buffered with its envelope) is first handed to ``dead_letter``, which publishes it
+        to its agency's dead-letter queue and returns the queue's name. If that raises, the message stays buffered
+        (it can no longer be delivered: draining only takes unexpired messages) and a later pass tries again.
+        """
+        now = self.now()
+        with read_only(self.db) as conn:
+            expired = conn.execute(
+                select(buffered_message)
+                .where(buffered_message.c.expires_at <= now)
+                .order_by(buffered_message.c.expires_at)
+                .limit(500)
+            ).all()
+        done = 0
+        for r in expired:
+            queue = None
+            if dead_letter is not None and r.envelope:
+                queue = dead_letter(r.envelope)
+            with unit_of_work(self.db) as conn:
+                gone = conn.execute(delete(buffered_message).where(buffered_message.c.id == r.id))
+                if not gone.rowcount:
+                    continue  # another process expired it meanwhile
+                envelope = r.envelope or {}
+                _insert_incident(
+                    conn,
+                    "MessageExpired",
+                    f"message '{r.message_name}' (id {r.message_id}) found no receiver before its time-to-live "
+                    "ran out",
+                    self.now(),
+                    details={
+                        "message_id": r.message_id,
+                        "name": r.message_name,
+                        "from": envelope.get("from"),
+                        "to": r.recipient,
+                        "reason": "expired",
+                        "dead_letter_queue": queue,
+                    },
+                )
+            done += 1
+        return done
+
+    def pending_outbox(self, conn: Connection, limit: int, which: str = "all") -> list[Any]:
+        """Unsent rows due now, oldest first. ``which``: ``all``, ``local`` (no ``caseflow:to``: delivered in
+        this engine) or ``remote`` (addressed to an agency). On PostgreSQL the rows are locked (SKIP LOCKED), so
+        relays running at once each take different rows."""
+        query = select(outbox).where(
+            outbox.c.sent_at.is_(None),
+            outbox.c.failed_at.is_(None),
+            or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= self.now()),
+        )
+        if which == "local":
+            query = query.where(outbox.c.target.is_(None))
+        elif which == "remote":
+            query = query.where(outbox.c.target.is_not(None))
+        query = query.order_by(outbox.c.id).limit(limit)
         if conn.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         return list(conn.execute(query).all())
 
-    def relay_outbox(self, publish: Callable[[dict[str, Any]], None], limit: int = 100) -> int:
-        """Hand unsent outbox rows to the transport; a row is marked sent only after publish returns."""
-        sent = 0
-        with unit_of_work(self.db) as conn:
-            rows = self.pending_outbox(conn, limit)
+    def relay_outbox(
+        self,
+        publish: Callable[[dict[str, Any]], None],
+        limit: int = 100,
+        *,
+        which: str = "all",
+        hold_lock: bool = False,
+        raise_errors: bool = False,
+    ) -> int:
+        """Hand unsent outbox rows to the transport; a row is marked sent only after ``publish`` returned.
+
+        ``publish`` gets the row's envelope with its local metadata (``from_instance``, ``from_element``). It
+        returns once the message is safely accepted (for RabbitMQ: after the publisher confirm). A
+        :class:`CaseflowError` or :class:`EnvelopeError` is final: the row is marked failed with an incident. Any
+        other error leaves the row for a later attempt (with backoff) and ends the pass; ``raise_errors`` then
+        re-raises it after the pass is recorded.
+
+        ``hold_lock``: read, publish and mark in one transaction, keeping the rows locked (``FOR UPDATE SKIP
+        LOCKED`` on PostgreSQL) until their confirms arrived, so concurrent relays never publish the same row.
+        ``publish`` must then not write to this database itself.
+        """
+        failure: Exception | None = None
+        if hold_lock:
+            with unit_of_work(self.db) as conn:
+                rows = self.pending_outbox(conn, limit, which)
+                sent, failure = self._relay_rows(rows, publish, lambda: nullcontext(conn))
+        else:
+            with unit_of_work(self.db) as conn:
+                rows = self.pending_outbox(conn, limit, which)
+            sent, failure = self._relay_rows(rows, publish, lambda: unit_of_work(self.db))
+        if failure is not None and raise_errors:
+            raise failure
+        return sent
+
+    def _relay_rows(
+        self,
+        rows: list[Any],
+        publish: Callable[[dict[str, Any]], None],
+        transaction: Callable[[], AbstractContextManager[Connection]],
+    ) -> tuple[int, Exception | None]:
+        sent: list[int] = []
+        failure: Exception | None = None
         for row in rows:
-            envelope = {**row.envelope, "message_id": row.message_id}
+            record = {**row.envelope, "message_id": row.message_id}
             try:
-                publish(envelope)
-            except CaseflowError as exc:
-                with unit_of_work(self.db) as conn:
+                publish(record)
+            except (CaseflowError, EnvelopeError) as exc:
+                reason = exc.reason if isinstance(exc, EnvelopeError) else exc.code
+                now = self.now()
+                with transaction() as conn:
                     conn.execute(
                         update(outbox)
                         .where(outbox.c.id == row.id)
-                        .values(sent_at=self.now(), attempts=row.attempts + 1, last_error=exc.message[:4000])
+                        .values(failed_at=now, attempts=row.attempts + 1, last_error=exc.message[:4000])
                     )
-                    conn.execute(
-                        insert(incident).values(
-                            id=str(uuid.uuid4()),
-                            instance_id=row.instance_id,
-                            task_id=None,
-                            element_id=row.envelope.get("from_element"),
-                            error_type=type(exc).__name__,
-                            message=f"message '{row.message_name}' could not be delivered: {exc.message}"[
-                                :4000
-                            ],
-                            state="open",
-                            created_at=self.now(),
-                        )
+                    _insert_incident(
+                        conn,
+                        type(exc).__name__,
+                        f"message '{row.message_name}' could not be delivered: {exc.message}",
+                        now,
+                        instance_id=row.instance_id,
+                        element_id=row.envelope.get("from_element"),
+                        details={
+                            **envelope_summary(row.envelope),
+                            "message_id": row.message_id,
+                            "reason": reason,
+                            "dead_letter_queue": None,
+                        },
                     )
                 continue
             except Exception as exc:
-                with unit_of_work(self.db) as conn:
+                failure = exc
+                delay = min(30.0, 0.5 * 2 ** min(row.attempts, 10))
+                with transaction() as conn:
                     conn.execute(
                         update(outbox)
                         .where(outbox.c.id == row.id)
-                        .values(attempts=row.attempts + 1, last_error=str(exc)[:4000])
+                        .values(
+                            attempts=row.attempts + 1,
+                            last_error=f"{type(exc).__name__}: {exc}"[:4000],
+                            next_attempt_at=self.now() + timedelta(seconds=delay),
+                        )
                     )
                 break
-            with unit_of_work(self.db) as conn:
+            sent.append(row.id)
+        if sent:
+            with transaction() as conn:
                 conn.execute(
                     update(outbox)
-                    .where(outbox.c.id == row.id)
-                    .values(sent_at=self.now(), attempts=row.attempts + 1)
+                    .where(outbox.c.id.in_(sent))
+                    .values(sent_at=self.now(), attempts=outbox.c.attempts + 1)
                 )
-            sent += 1
-        return sent
+        return len(sent), failure
 
     def receive(self, envelope: Mapping[str, Any]) -> dict[str, Any]:
-        """An envelope from the transport becomes a correlate command (deduplicated by its message id)."""
+        """A (checked) envelope becomes a correlate command, deduplicated by its message id.
+
+        Called by the transports after their checks (schema, size, signature). ``from_instance`` is local
+        metadata present only for a message from this same engine.
+        """
+        sender = envelope.get("from")
+        origin = envelope.get("from_instance")
+        actor = f"instance:{origin}" if origin else (f"agency:{sender}" if sender else None)
+        transferred = {k: envelope[k] for k in ENVELOPE_FIELDS if k in envelope}
         return self.correlate(
             str(envelope.get("name") or ""),
             business_key=envelope.get("business_key"),
             correlation_keys=dict(envelope.get("correlation_keys") or {}),
-            variables=dict(envelope.get("variables") or {}),
+            variables=dict(envelope.get("payload") or {}),
             message_id=envelope.get("message_id"),
-            ttl_seconds=int(envelope.get("ttl_seconds") or self.config.default_message_ttl),
-            all=bool(envelope.get("all", False)),
-            actor=f"instance:{envelope.get('from_instance')}" if envelope.get("from_instance") else None,
-            source=envelope.get("from_instance"),
+            ttl_seconds=self.config.default_message_ttl,
+            actor=actor,
+            source=origin or sender,
+            envelope=transferred if envelope.get("to") else None,
         )
+
+    def record_rejected_message(
+        self, message: str, details: Mapping[str, Any], error_type: str = "MessageRejected"
+    ) -> str:
+        """An incident for a message refused at the gate (details: message id, from, to, reason, dead-letter
+        queue); visible in GET /api/incidents."""
+        with unit_of_work(self.db) as conn:
+            return _insert_incident(conn, error_type, message, self.now(), details=_json_safe(dict(details)))
+
+
+def _insert_incident(
+    conn: Connection,
+    error_type: str,
+    message: str,
+    now: Any,
+    *,
+    instance_id: str | None = None,
+    element_id: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> str:
+    incident_id = str(uuid.uuid4())
+    conn.execute(
+        insert(incident).values(
+            id=incident_id,
+            instance_id=instance_id,
+            task_id=None,
+            element_id=element_id,
+            error_type=error_type[:255],
+            message=message[:4000],
+            state="open",
+            created_at=now,
+            details=dict(details) if details is not None else None,
+        )
+    )
+    return incident_id

@@ -326,7 +326,9 @@ def _check_task_spec(task_spec: Any, lines: _Lines, checkers: Checkers) -> None:
                 check(expr, f"payload '{target}'")
             for prop in item.correlation_properties:
                 check(prop.retrieval_expression, f"correlation key '{prop.name}'")
-            check(item.to, "caseflow:to")
+            for attribute, text in (("caseflow:to", item.to), ("caseflow:from", item.sender)):
+                if text and "${" in text:
+                    check(text, attribute)
         elif isinstance(item, ConditionalEventDefinition):
             check(item.expression, "condition")
 

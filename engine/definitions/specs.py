@@ -396,11 +396,13 @@ class CaseflowMessageEventDefinition(MessageEventDefinition):  # type: ignore[mi
         correlation_properties: list[CorrelationProperty] | None = None,
         payload: list[tuple[str, str]] | None = None,
         to: str | None = None,
+        sender: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(name, correlation_properties or [], **kwargs)
         self.payload = payload or []
         self.to = to
+        self.sender = sender  # caseflow:from
 
     def catches(self, my_task: Any, event: Any) -> bool:
         if not isinstance(event, AddressedMessage):
@@ -435,9 +437,10 @@ class CaseflowMessageEventDefinition(MessageEventDefinition):  # type: ignore[mi
             prop.name: engine.evaluate(my_task, prop.retrieval_expression)
             for prop in self.correlation_properties
         }
-        target = engine.evaluate(my_task, self.to) if self.to else None
+        target = address(engine, my_task, self.to)
         event = BpmnEvent(self, payload=payload, correlations=correlations)
         event.target_agency = target
+        event.sender_agency = address(engine, my_task, self.sender)
         event.source_element = my_task.task_spec.bpmn_id
         # Messages leave the instance: they are never caught inside the sender.
         my_task.workflow.top_workflow.bpmn_events.append(event)
@@ -449,6 +452,15 @@ class CaseflowMessageEventDefinition(MessageEventDefinition):  # type: ignore[mi
 
     def details(self, my_task: Any) -> PendingBpmnEvent:
         return PendingBpmnEvent(self.name, "MessageEventDefinition", None, {})
+
+
+def address(engine: Any, my_task: Any, text: str | None) -> Any:
+    """caseflow:to / caseflow:from: a literal agency code, or an expression when it holds ``${...}``."""
+    if not text or not text.strip():
+        return None
+    if "${" not in text:
+        return text.strip()
+    return engine.evaluate(my_task, text)
 
 
 class _Unresolved:

@@ -91,6 +91,7 @@ class OutgoingMessage:
     correlations: dict[str, Any]
     to: Any
     source_element: str | None
+    sender: Any = None  # caseflow:from, evaluated at the throw (None: the engine decides)
 
 
 @dataclass
@@ -287,6 +288,7 @@ class Runtime:
                         correlations=dict(event.correlations or {}),
                         to=getattr(event, "target_agency", None),
                         source_element=getattr(event, "source_element", None),
+                        sender=getattr(event, "sender_agency", None),
                     )
                 )
         return out

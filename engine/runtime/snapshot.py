@@ -131,6 +131,7 @@ class _MessageConverter(EventDefinitionConverter):  # type: ignore[misc]
         dct["correlation_properties"] = self.correlation_properties_to_dict(definition.correlation_properties)
         dct["payload"] = [list(p) for p in definition.payload]
         dct["to"] = definition.to
+        dct["sender"] = getattr(definition, "sender", None)
         return dct
 
     def from_dict(self, dct: dict[str, Any]) -> Any:

@@ -172,6 +172,9 @@ buffered_message = Table(
     Column("source", String(255), nullable=True),
     _ts("created_at", nullable=False),
     _ts("expires_at", nullable=False),
+    # the agency it was addressed to and the envelope as received: dead-lettered when its time-to-live runs out
+    Column("recipient", String(64), nullable=True),
+    Column("envelope", JSON, nullable=True),
 )
 
 processed_message = Table(
@@ -240,6 +243,8 @@ outbox = Table(
     _ts("sent_at"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
+    _ts("next_attempt_at"),  # a row that failed to publish waits until then (backoff)
+    _ts("failed_at"),  # given up (unknown agency, no sender): an incident says why; never relayed again
     Index("ix_outbox_unsent", "sent_at", "id"),
 )
 

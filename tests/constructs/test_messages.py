@@ -70,7 +70,7 @@ def test_throw_relay_catch_only_the_matching_receiver_and_only_declared_variable
     [row] = outbox_rows(engine)
     assert row["instance_id"] == sid and row["name"] == "移送线索" and row["sent_at"] is None
     assert row["envelope"]["correlation_keys"] == {"case_no": "AJ-001"}
-    assert row["envelope"]["variables"] == {"case_no": "AJ-001", "summary": "某酒店消防通道堵塞"}
+    assert row["envelope"]["payload"] == {"case_no": "AJ-001", "summary": "某酒店消防通道堵塞"}
     assert row["envelope"]["from_element"] == "send_clue"
 
     assert engine.relay_outbox(engine.receive) == 1

@@ -1,0 +1,208 @@
+"""The link between agencies over RabbitMQ: the outbox relay and one consumer per served agency.
+
+Relay: takes unsent outbox rows addressed to an agency (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the lock held
+until the broker confirmed), signs each envelope with its sender's key and publishes it persistent and mandatory
+to ``<prefix>.transfers`` with the receiving agency as routing key; a row is marked sent only after its confirm.
+While the broker is down it retries with backoff and loses nothing. Rows with no ``caseflow:to`` are delivered
+in this engine through the in-process transport, as without a broker.
+
+Consumer: for each served agency's inbox: decode -> size limit -> schema -> signature with the sender's key ->
+correlate (deduplicated by message id, committed) -> ack. A message that can never be accepted is rejected
+(``requeue=False``: the broker dead-letters it to ``<prefix>.dead-letter.<code>``) with an incident; a transient
+database problem requeues it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from adapters import amqp
+from adapters import envelope as env
+from adapters.agencies import Keyring
+from adapters.local import LocalTransport, sign_for_sending
+from engine.commands import Engine
+from engine.errors import CaseflowError, ConcurrentModification, Unavailable
+
+log = logging.getLogger("caseflow.link")
+
+TRANSIENT = (ConcurrentModification, Unavailable, DBAPIError)
+
+
+class Link:
+    def __init__(
+        self,
+        engine: Engine,
+        url: str,
+        names: amqp.Names,
+        keyring: Keyring,
+        served: tuple[str, ...],
+        local: LocalTransport,
+        *,
+        max_bytes: int = env.DEFAULT_MAX_BYTES,
+        batch: int = 200,
+        poll_s: float = 0.2,
+    ) -> None:
+        self.engine = engine
+        self.url = url
+        self.names = names
+        self.keyring = keyring
+        self.served = served
+        self.local = local
+        self.max_bytes = max_bytes
+        self.batch = batch
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._dead_letter_publisher: amqp.Publisher | None = None
+        self._dead_letter_lock = threading.Lock()
+        self.consumer = amqp.Consumer(url, names, served, self.handle)
+        self.relay_error: str | None = None
+        engine.after_commit.append(self._wake.set)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, *, relay: bool = True, consume: bool = True) -> None:
+        if relay:
+            self._spawn("caseflow-relay", self._relay_loop)
+        if consume and self.served:
+            self._spawn("caseflow-consumer", lambda: self.consumer.run(self._stop))
+
+    def _spawn(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+        with self._dead_letter_lock:
+            if self._dead_letter_publisher is not None:
+                self._dead_letter_publisher.close()
+
+    # ------------------------------------------------------------------ relay
+    def _relay_loop(self) -> None:
+        publisher = amqp.Publisher(self.url)
+        backoff = 0.5
+        try:
+            while not self._stop.is_set():
+                try:
+                    done = self.relay_once(publisher)
+                    backoff = 0.5
+                    self.relay_error = None
+                except (amqp.BrokerUnavailable, *TRANSIENT) as exc:
+                    self.relay_error = str(exc)
+                    log.warning("relay: %s; retrying in %.1fs", exc, backoff)
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                    continue
+                except Exception as exc:
+                    self.relay_error = str(exc)
+                    log.exception("relay pass failed; retrying")
+                    self._stop.wait(1.0)
+                    continue
+                if not done:
+                    self._wake.wait(self.poll_s)
+                    self._wake.clear()
+        finally:
+            publisher.close()
+
+    def relay_once(self, publisher: amqp.Publisher) -> int:
+        """One pass: publish due rows addressed to agencies, then deliver intra-engine rows here."""
+        publisher.connect()
+        sent = self.engine.relay_outbox(
+            lambda record: self.publish(publisher, record),
+            self.batch,
+            which="remote",
+            hold_lock=True,
+            raise_errors=True,
+        )
+        sent += self.engine.relay_outbox(self.local.publish, self.batch, which="local")
+        return sent
+
+    def publish(self, publisher: amqp.Publisher, record: Mapping[str, Any]) -> None:
+        envelope = {k: v for k, v in record.items() if k in env.FIELDS and k != "signature"}
+        sender = envelope.get("from")
+        if sender is not None and sender not in self.served:
+            raise env.EnvelopeError(
+                "not_served_sender",
+                f"message '{envelope.get('name')}' is from '{sender}', which this engine does not serve "
+                f"(CASEFLOW_AGENCIES={','.join(self.served)}), so it cannot sign for it",
+                envelope,
+            )
+        body = env.encode(sign_for_sending(self.keyring, envelope))
+        if len(body) > self.max_bytes:
+            raise env.EnvelopeError(
+                "too_large", f"message is {len(body)} bytes; the limit is {self.max_bytes}", envelope
+            )
+        publisher.publish(
+            self.names.exchange, str(envelope["to"]), body, message_id=str(envelope["message_id"])
+        )
+
+    # ------------------------------------------------------------------ dead letters of expired messages
+    def dead_letter(self, envelope: Mapping[str, Any]) -> str:
+        """Publish an expired buffered message to its agency's dead-letter queue; returns the queue's name."""
+        to = str(envelope.get("to"))
+        with self._dead_letter_lock:
+            if self._dead_letter_publisher is None:
+                self._dead_letter_publisher = amqp.Publisher(self.url)
+            self._dead_letter_publisher.publish(
+                self.names.dead_letter_exchange,
+                to,
+                env.encode(envelope),
+                message_id=str(envelope.get("message_id") or ""),
+            )
+        return self.names.dead_letter_queue(to)
+
+    # ------------------------------------------------------------------ consumer
+    def handle(self, code: str, body: bytes, properties: Any = None) -> amqp.Decision:
+        """One delivery from ``<prefix>.inbox.<code>``: accept it, refuse it for good, or ask for it again."""
+        try:
+            envelope = env.check(
+                body,
+                self.keyring.get,
+                max_bytes=self.max_bytes,
+                served=self.served,
+                routed_to=code,
+                known_keys=self.keyring.known,
+            )
+        except env.EnvelopeError as exc:
+            return self._refuse(code, exc.reason, exc.message, exc.envelope)
+        try:
+            self.engine.receive(envelope)
+        except TRANSIENT as exc:
+            log.warning("message %s not handled now (%s); requeued", envelope.get("message_id"), exc)
+            time.sleep(0.5)
+            return amqp.Decision.RETRY
+        except CaseflowError as exc:
+            return self._refuse(code, exc.code, exc.message, envelope)
+        return amqp.Decision.ACK
+
+    def _refuse(self, code: str, reason: str, message: str, envelope: Mapping[str, Any]) -> amqp.Decision:
+        queue = self.names.dead_letter_queue(code)
+        details = {
+            "message_id": envelope.get("message_id"),
+            "name": envelope.get("name"),
+            "from": envelope.get("from"),
+            "to": envelope.get("to") or code,
+            "reason": reason,
+            "dead_letter_queue": queue,
+        }
+        try:
+            self.engine.record_rejected_message(
+                f"message refused by the inbox of '{code}' ({reason}): {message}", details
+            )
+        except TRANSIENT as exc:
+            log.warning("cannot record the refused message (%s); requeued", exc)
+            time.sleep(0.5)
+            return amqp.Decision.RETRY
+        log.warning("message refused into %s: %s", queue, message)
+        return amqp.Decision.REJECT
