@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
+# Node is needed for one test: bpmn-moddle (the library of bpmn-js and Camunda Modeler) loads every model.
+NODE_STAMP = node_modules/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench layout clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,17 +14,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(NODE_STAMP): package.json package-lock.json
+	@command -v node >/dev/null 2>&1 || { echo "node (>= 20.12) is not installed: it is needed to check the models with bpmn-moddle (https://nodejs.org)" >&2; exit 1; }
+	@command -v npm >/dev/null 2>&1 || { echo "npm is not installed: it is needed to install bpmn-moddle (package.json)" >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 run: $(STAMP)
 	$(BIN)/caseflow serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine adapters tests bench
-	$(BIN)/ruff format --check engine adapters tests bench
+	$(BIN)/ruff check engine adapters tests bench tools
+	$(BIN)/ruff format --check engine adapters tests bench tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+test: lint $(NODE_STAMP)
 	$(BIN)/pytest -q
+
+# Regenerate the diagrams of the bundled models (CI checks they are current: tests/definitions/test_bpmn_moddle.py).
+layout: $(STAMP)
+	$(BIN)/python -m tools.bpmn_layout bpmn/*.bpmn bpmn/*.dmn
 
 BENCH_ARGS ?= --cycles 1000 --clients 4 --workers 2
 
@@ -30,4 +42,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache node_modules
