@@ -11,6 +11,7 @@ from adapters import amqp
 from adapters.agencies import AgencyError, Keyring, Registry
 from adapters.agencies import load as load_agencies
 from adapters.local import LocalTransport
+from engine.calendar import BusinessCalendar, CalendarFileError, load_calendar
 from engine.commands import Clock, Engine, EngineConfig, system_clock
 from engine.errors import InvalidModel
 from engine.link import Link
@@ -44,6 +45,7 @@ def build(settings: Settings, clock: Clock = system_clock, *, schema: str | None
             default_message_ttl=settings.message_ttl_seconds,
             job_retries=settings.job_retries,
             agencies=served,
+            calendar=_calendar(settings),
         ),
     )
     transport = LocalTransport(keyring, max_bytes=settings.max_message_bytes)
@@ -84,6 +86,13 @@ def agencies(settings: Settings) -> tuple[Registry, tuple[str, ...], Keyring]:
     except AgencyError as exc:
         raise SettingsError(str(exc)) from None
     return registry, tuple(served), keyring
+
+
+def _calendar(settings: Settings) -> BusinessCalendar:
+    try:
+        return load_calendar(settings.calendar_dir)
+    except CalendarFileError as exc:
+        raise SettingsError(f"CASEFLOW_CALENDAR_DIR: {exc}") from None
 
 
 def deploy_directory(engine: Engine, directory: str | Path, actor: str = "system") -> list[dict[str, Any]]:

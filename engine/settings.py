@@ -45,6 +45,8 @@ class Settings:
     amqp_prefix: str = "caseflow"
     agencies_file: str | None = None  # None = deployments/agencies.yaml
     max_message_bytes: int = 1024 * 1024
+    # local holiday arrangements (*.yaml) beside chinese-calendar's; see engine/calendar/files.py
+    calendar_dir: str = "deployments/calendar"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -65,6 +67,7 @@ class Settings:
             amqp_prefix=env.get("CASEFLOW_AMQP_PREFIX") or cls.amqp_prefix,
             agencies_file=env.get("CASEFLOW_AGENCIES_FILE") or None,
             max_message_bytes=_int("CASEFLOW_MAX_MESSAGE_BYTES", 1024 * 1024, 1024),
+            calendar_dir=env.get("CASEFLOW_CALENDAR_DIR") or cls.calendar_dir,
         )
         settings.check()
         return settings

@@ -23,6 +23,7 @@ from sqlalchemy import Engine as Database
 from sqlalchemy.exc import DBAPIError
 
 from adapters import envelope
+from engine.calendar import BusinessCalendar
 from engine.definitions.compiler import Checkers, Compiled, ProcessModel, compile_resources
 from engine.definitions.xml import DEFAULT_MAX_BYTES
 from engine.errors import (
@@ -31,7 +32,7 @@ from engine.errors import (
     NotFound,
 )
 from engine.lang.expressions import Evaluator
-from engine.runtime.instance import IncidentRaised, OutgoingMessage, Projection, Runtime
+from engine.runtime.instance import IncidentRaised, OutgoingMessage, Projection, Runtime, deadline_flags
 from engine.runtime.snapshot import FORMAT, encode_data
 from engine.store import audit
 from engine.store.db import read_only
@@ -169,6 +170,7 @@ class EngineConfig:
     model_cache_size: int = 256
     # the agencies this engine serves (CASEFLOW_AGENCIES): the default sender of a message with caseflow:to
     agencies: tuple[str, ...] = ()
+    calendar: BusinessCalendar | None = None  # None: chinese-calendar alone (no local calendar files)
 
 
 @dataclass
@@ -367,7 +369,7 @@ class EngineBase:
         self.db = db
         self.clock = clock
         self.config = config or EngineConfig()
-        self.runtime = Runtime(self.now, self.config.timezone)
+        self.runtime = Runtime(self.now, self.config.timezone, self.config.calendar)
         self.models = ModelCache(self.config.model_cache_size)
         # The deploy-time checker knows the functions scripts may call at run time (see SafeScriptEngine).
         checker = Evaluator({"now": self.now})
@@ -562,6 +564,7 @@ class EngineBase:
             "audit_head": head,
             "updated_at": now,
             "ended_at": now if state in ("completed", "cancelled") else None,
+            "flags": deadline_flags(getattr(row, "flags", None), projection),
         }
         writes = Writes()
         if new:
@@ -616,6 +619,7 @@ class EngineBase:
                 {"id": t.id, "element_id": t.element_id, "name": t.name} for t in projection.user_tasks
             ],
             "incident": {"element_id": error.element_id, "message": error.message} if error else None,
+            "flags": values["flags"] or [],
         }
 
     def _write_tasks(
@@ -676,6 +680,7 @@ class EngineBase:
                         "created_at": now,
                         "ended_at": None,
                         "completed_by": None,
+                        "deadline_note": t.deadline_note,
                     }
                     for t in fresh
                 ],

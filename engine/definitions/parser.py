@@ -47,10 +47,10 @@ from SpiffWorkflow.camunda.parser.task_spec import (
     UserTaskParser,
 )
 
-from engine.definitions.confidential import parse_requires
-from engine.definitions.forms import FormDefinitionError, parse_form
 from engine.calendar import CALENDAR_KINDS, CalendarError
 from engine.calendar.core import check_duration
+from engine.definitions.confidential import parse_requires
+from engine.definitions.forms import FormDefinitionError, parse_form
 from engine.definitions.mappings import (
     LOCAL_VARIABLE_CLASSES,
     CaseflowCallActivity,
@@ -108,7 +108,7 @@ _CALENDAR_EVENTS = ("boundaryEvent", "intermediateCatchEvent")
 def _calendar(parser: Any, duration: str | None) -> str | None:
     """``caseflow:calendar`` of the parser's element, checked: a known kind, and a literal duration the kind
     can count (``PT3H`` is no number of working days). None when the element has none."""
-    value = parser.node.get(f"{{{CASEFLOW_NS}}}calendar")
+    value: str | None = parser.node.get(f"{{{CASEFLOW_NS}}}calendar")
     if value is None:
         return None
     kind = value.strip()

@@ -41,6 +41,7 @@ from SpiffWorkflow.dmn.specs.business_rule_task_mixin import BusinessRuleTaskMix
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
 
+from engine.calendar import BusinessCalendar
 from engine.lang.iso8601 import (
     Cycle,
     Duration,
@@ -59,6 +60,9 @@ class ClockedEngine(Protocol):
     @property
     def timezone(self) -> Any: ...
 
+    @property
+    def business_calendar(self) -> BusinessCalendar: ...
+
     def evaluate(self, task: Any, expression: str, external_context: Any = None) -> Any: ...
 
 
@@ -71,6 +75,7 @@ class Assignment:
     due_date: str | None = None
     form_key: str | None = None
     priority: int = 50
+    calendar: str | None = None  # caseflow:calendar: how a dueDate duration is counted (engine.calendar)
 
 
 class CaseflowUserTask(UserTask):  # type: ignore[misc]
@@ -131,6 +136,11 @@ def _add(start: datetime, duration: Duration | timedelta) -> datetime:
     return start + duration if isinstance(duration, timedelta) else duration.add_to(start)
 
 
+def deadline_note_key(definition: TimerEventDefinition) -> str:
+    """Internal-data key of the note on a timer whose due time ran past the known calendar data."""
+    return f"{_timer_key(definition)}:note"
+
+
 # Set on a catching task whose timer could not be computed: a retry arms the wait again instead of running it.
 WAIT_FAILED = "caseflow:wait_failed"
 
@@ -158,6 +168,9 @@ class CaseflowTimerMixin:
     expression: str
     kind: str  # timeDate | timeDuration | timeCycle, set by the parser
     label: str | None  # the event's name as drawn
+    # caseflow:calendar on a timeDuration: working_days | calendar_days | hours (engine.calendar); None counts
+    # elapsed time on the wall clock, as before the business calendar existed.
+    calendar: str | None = None
 
     def due_at(self, my_task: Any) -> datetime | None:
         """The due time of this timer for the task, computed once and kept in the task's internal data."""
@@ -185,6 +198,7 @@ class CaseflowTimerMixin:
         key = _timer_key(self)
         my_task.internal_data.pop(key, None)
         my_task.internal_data.pop(f"{key}:fired", None)
+        my_task.internal_data.pop(f"{key}:note", None)
         super().reset(my_task)  # type: ignore[misc]
 
     def details(self, my_task: Any) -> PendingBpmnEvent:
@@ -211,7 +225,13 @@ class CaseflowDuration(CaseflowTimerMixin, DurationTimerEventDefinition):  # typ
         if stored is None:
             engine = my_task.workflow.script_engine
             duration = _as_duration(resolve_timer_value(self, my_task), self.name)
-            stored = _add(engine.now(), duration).isoformat()
+            if self.calendar is None:
+                stored = _add(engine.now(), duration).isoformat()
+            else:
+                deadline = engine.business_calendar.deadline(self.calendar, engine.now(), duration)
+                stored = deadline.due.isoformat()
+                if deadline.note:
+                    my_task.internal_data[deadline_note_key(self)] = deadline.note
             my_task.internal_data[key] = stored
         return datetime.fromisoformat(stored)
 

@@ -15,12 +15,15 @@ from uuid import UUID
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
-from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import EventBasedGateway
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent, EventBasedGateway
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import EventSubprocess
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
+from engine.calendar import BusinessCalendar
 from engine.definitions.compiler import ProcessModel
+from engine.definitions.mappings import CaseflowCallActivity
 from engine.definitions.specs import (
     WAIT_FAILED,
     AddressedMessage,
@@ -28,11 +31,14 @@ from engine.definitions.specs import (
     CaseflowTimerMixin,
     CaseflowUserTask,
     ExternalServiceTask,
+    deadline_note_key,
     is_unresolved,
 )
 from engine.lang.iso8601 import looks_like_iso8601, parse_datetime, parse_duration
 from engine.runtime.script_engine import SafeScriptEngine
 from engine.runtime.snapshot import SnapshotCodec
+
+_DUE_NOTE = "caseflow:due_note"  # internal data: the note on a dueDate past the known calendar data
 
 
 class IncidentRaised(Exception):
@@ -59,6 +65,8 @@ class UserTaskView:
     form_key: str | None
     priority: int
     documentation: str | None
+    # Set when the due time ran past the known holiday arrangement (estimated Monday–Friday): shown to staff.
+    deadline_note: str | None = None
 
 
 @dataclass
@@ -75,6 +83,7 @@ class TimerView:
     task_id: str
     element_id: str
     due_at: datetime
+    deadline_note: str | None = None  # see UserTaskView.deadline_note
 
 
 @dataclass
@@ -103,6 +112,33 @@ class Projection:
     jobs: list[JobView] = field(default_factory=list)
     active_elements: list[str] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+DEADLINE_FLAG = "deadline_estimated"
+
+
+def deadline_flags(existing: Any, projection: Projection) -> list[Any] | None:
+    """The instance's flags (``process_instance.flags``): those already stored, plus one per element whose
+    deadline ran past the known holiday arrangement. A flag stays after its task ends: that deadline was
+    estimated, and the case's record should say so."""
+    flags: list[Any] = list(existing or [])
+    seen = {(f.get("kind"), f.get("element_id")) for f in flags if isinstance(f, dict)}
+    waits: list[tuple[str, datetime | None, str | None]] = [
+        (t.element_id, t.due_at, t.deadline_note) for t in projection.user_tasks
+    ]
+    waits += [(t.element_id, t.due_at, t.deadline_note) for t in projection.timers]
+    for element_id, due, note in waits:
+        if note and (DEADLINE_FLAG, element_id) not in seen:
+            seen.add((DEADLINE_FLAG, element_id))
+            flags.append(
+                {
+                    "kind": DEADLINE_FLAG,
+                    "element_id": element_id,
+                    "due_at": due.isoformat() if due else None,
+                    "note": note,
+                }
+            )
+    return flags or None
 
 
 def _task_in_traceback(exc: BaseException) -> Any:
@@ -138,11 +174,14 @@ def _task_error(exc: BaseException, workflow: Any) -> IncidentRaised:
 
 
 class Runtime:
-    def __init__(self, clock: Callable[[], datetime], timezone: tzinfo) -> None:
+    def __init__(
+        self, clock: Callable[[], datetime], timezone: tzinfo, calendar: BusinessCalendar | None = None
+    ) -> None:
         self.clock = clock
         self.timezone = timezone
         self.codec = SnapshotCodec()
-        self._script_engine = SafeScriptEngine(clock, timezone)
+        self.calendar = calendar or BusinessCalendar.official()
+        self._script_engine = SafeScriptEngine(clock, timezone, calendar=self.calendar)
 
     # -------------------------------------------------------------------------------------- lifecycle
     def new(self, model: ProcessModel, variables: dict[str, Any], initiator: str | None = None) -> Any:
@@ -367,7 +406,8 @@ class Runtime:
             elif isinstance(item, CaseflowTimerMixin):
                 due = item.due_at(task)
                 if due is not None and not task.internal_data.get(f"timer:{item.name}:fired"):
-                    projection.timers.append(TimerView(str(task.id), element_id, due))
+                    note = task.internal_data.get(deadline_note_key(item))
+                    projection.timers.append(TimerView(str(task.id), element_id, due, note))
 
     def _evaluate(self, task: Any, text: str) -> Any:
         return self._script_engine.evaluate(task, text)
@@ -391,6 +431,7 @@ class Runtime:
             value = self._dynamic(task, user)
             users.extend(value if isinstance(value, list) else [str(value)])
         assignee = self._dynamic(task, assignment.assignee)
+        due_at, deadline_note = self._deadline(task, assignment.due_date, assignment.calendar)
         return UserTaskView(
             id=str(task.id),
             element_id=spec.bpmn_id,
@@ -399,10 +440,11 @@ class Runtime:
             candidate_groups=groups,
             candidate_users=users,
             assignee=str(assignee) if assignee else None,
-            due_at=self._due(task, assignment.due_date),
+            due_at=due_at,
             form_key=assignment.form_key or (spec.form.key if getattr(spec, "form", None) else None),
             priority=assignment.priority,
             documentation=spec.documentation,
+            deadline_note=deadline_note,
         )
 
     def _plain_manual_task(self, task: Any) -> UserTaskView:
@@ -421,7 +463,41 @@ class Runtime:
             documentation=spec.documentation,
         )
 
-    def _due(self, task: Any, text: str | None) -> datetime | None:
+    def _deadline(
+        self, task: Any, text: str | None, calendar: str | None
+    ) -> tuple[datetime | None, str | None]:
+        """The task's due time and its note: its ``camunda:dueDate`` (on the business calendar when the task
+        has ``caseflow:calendar``), or else the earliest pending timer attached to it as a boundary event."""
+        if text:
+            due = self._due(task, text, calendar)
+            return due, task.internal_data.get(_DUE_NOTE) if due is not None else None
+        return self._boundary_deadline(task)
+
+    def _boundary_deadline(self, task: Any) -> tuple[datetime | None, str | None]:
+        parent = task.parent
+        if parent is None:
+            return None, None
+        earliest: tuple[datetime, str | None] | None = None
+        for sibling in parent.children:
+            spec = sibling.task_spec
+            definition = getattr(spec, "event_definition", None)
+            if (
+                sibling is task
+                or not isinstance(spec, BoundaryEvent)
+                or not isinstance(definition, CaseflowTimerMixin)
+                or sibling.state != TaskState.WAITING
+                or sibling.internal_data.get(f"timer:{definition.name}:fired")
+            ):
+                continue
+            try:
+                due = definition.due_at(sibling)
+            except Exception:  # noqa: S112 - a timer that cannot be computed fails on its own task, not this one
+                continue
+            if due is not None and (earliest is None or due < earliest[0]):
+                earliest = (due, sibling.internal_data.get(deadline_note_key(definition)))
+        return earliest if earliest is not None else (None, None)
+
+    def _due(self, task: Any, text: str | None, calendar: str | None = None) -> datetime | None:
         if not text:
             return None
         stored = task.internal_data.get("caseflow:due")
@@ -433,6 +509,11 @@ class Runtime:
         due: datetime | None
         if isinstance(value, datetime):
             due = value if value.tzinfo else value.replace(tzinfo=self.timezone)
+        elif isinstance(value, str) and value.upper().startswith("P") and calendar is not None:
+            deadline = self.calendar.deadline(calendar, self.clock(), parse_duration(value))
+            due = deadline.due
+            if deadline.note:
+                task.internal_data[_DUE_NOTE] = deadline.note
         elif isinstance(value, str) and value.upper().startswith("P"):
             due = parse_duration(value).add_to(self.clock())
         elif isinstance(value, str):

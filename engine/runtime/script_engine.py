@@ -15,6 +15,7 @@ from typing import Any
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 
+from engine.calendar import BusinessCalendar
 from engine.lang.expressions import Evaluator, ExpressionError
 
 
@@ -47,9 +48,11 @@ class SafeScriptEngine(PythonScriptEngine):  # type: ignore[misc]
         clock: Callable[[], datetime],
         timezone: tzinfo,
         functions: Mapping[str, Callable[..., Any]] | None = None,
+        calendar: BusinessCalendar | None = None,
     ) -> None:
         self._clock = clock
         self._timezone = timezone
+        self._calendar = calendar or BusinessCalendar.official()
         self.evaluator = Evaluator({"now": clock, **(functions or {})})
         super().__init__(environment=_SafeEnvironment(self.evaluator))
 
@@ -59,6 +62,11 @@ class SafeScriptEngine(PythonScriptEngine):  # type: ignore[misc]
     @property
     def timezone(self) -> tzinfo:
         return self._timezone
+
+    @property
+    def business_calendar(self) -> BusinessCalendar:
+        """Working days for timers and due dates with ``caseflow:calendar`` (see :mod:`engine.calendar`)."""
+        return self._calendar
 
     def validate(self, expression: str) -> None:
         try:

@@ -78,6 +78,7 @@ def _instance_dict(r: Any, detail: bool = False) -> dict[str, Any]:
     if detail:
         out["activities"] = r.active_elements
         out["variables"] = r.variables
+        out["flags"] = r.flags or []
     return out
 
 
@@ -155,6 +156,7 @@ def _task_dict(r: Any) -> dict[str, Any]:
         "priority": r.priority,
         "state": r.state,
         "due_at": _iso(r.due_at),
+        "deadline_note": r.deadline_note,
         "created_at": _iso(r.created_at),
         "ended_at": _iso(r.ended_at),
         "completed_by": r.completed_by,

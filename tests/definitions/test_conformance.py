@@ -195,17 +195,16 @@ def _form_values(engine: Engine, definition_id: str, element_id: str) -> dict[st
     specs = [model.spec, *[s for s in model.subprocess_specs.values() if s is not None]]
     spec = next((s.task_specs[element_id] for s in specs if element_id in s.task_specs), None)
     values: dict[str, Any] = {}
+    plain = {"boolean": True, "long": 1, "decimal": 1, "date": "2026-01-02", "string": "x"}
     for form_field in getattr(getattr(spec, "form", None), "fields", None) or []:
-        if form_field.default_value:
-            values[form_field.id] = form_field.default_value
-        elif form_field.type == "boolean":
-            values[form_field.id] = True
-        elif form_field.type == "long":
-            values[form_field.id] = 1
-        elif form_field.type == "enum" and getattr(form_field, "options", None):
+        if form_field.readonly:
+            continue
+        if form_field.default is not None:
+            values[form_field.id] = form_field.default
+        elif form_field.type == "enum":
             values[form_field.id] = form_field.options[0].id
         else:
-            values[form_field.id] = "x"
+            values[form_field.id] = plain[form_field.type]
     return values
 
 

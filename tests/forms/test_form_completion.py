@@ -9,8 +9,9 @@ import pytest
 
 from engine.commands import Engine
 from engine.errors import InvalidForm, InvalidVariables
-from tests.constructs.support import instance, only_task
-from tests.forms.support import GOOD, constraint, constraints, field, form_model
+from tests.bpmn_util import chain, process
+from tests.constructs.support import instance, only_task, tasks
+from tests.forms.support import GOOD, constraint, constraints, field, form_model, user_task
 
 
 @pytest.fixture
@@ -171,3 +172,41 @@ def test_invalid_variables_are_still_refused_before_the_form(engine: Engine, cas
     with pytest.raises(InvalidVariables) as refused:
         engine.complete(case["task"], {"_private": 1})
     assert refused.value.code == "invalid_variables"
+
+
+def _nested(inner: str) -> bytes:
+    return process(
+        "nested_forms",
+        '<bpmn:startEvent id="start"/>'
+        '<bpmn:subProcess id="sub"><bpmn:startEvent id="sub_start"/>'
+        + inner
+        + '<bpmn:endEvent id="sub_end"/>'
+        + chain("sub_start", "decide", "sub_end")
+        + "</bpmn:subProcess>"
+        '<bpmn:endEvent id="end"/>' + chain("start", "sub", "end"),
+    )
+
+
+REQUIRED_AMOUNT = field(constraints(constraint("required")), field_id="amount", label="金额", type_="long")
+
+
+@pytest.mark.parametrize(
+    "loop",
+    [
+        "",
+        "<bpmn:multiInstanceLoopCharacteristics><bpmn:loopCardinality>2</bpmn:loopCardinality>"
+        "</bpmn:multiInstanceLoopCharacteristics>",
+    ],
+    ids=["embedded-subprocess", "multi-instance-in-subprocess"],
+)
+def test_forms_are_checked_inside_subprocesses_and_multi_instance_tasks(engine: Engine, loop: str) -> None:
+    task = user_task(REQUIRED_AMOUNT).replace("</bpmn:userTask>", f"{loop}</bpmn:userTask>")
+    engine.deploy([("nested.bpmn", _nested(task))])
+    started = engine.start(key="nested_forms")
+    for _round in range(2 if loop else 1):
+        task_id = tasks(engine, instance_id=started["id"])[0]["id"]
+        with pytest.raises(InvalidForm) as refused:
+            engine.complete(task_id, {"amount": "12"})
+        assert refused.value.to_dict()["fields"][0]["problem"] == "wrong_type"
+        engine.complete(task_id, {"amount": 12})
+    assert instance(engine, started["id"])["state"] == "completed"
