@@ -103,6 +103,7 @@ class Sent:
 
     name: str
     to: str | None
+    sender: str | None  # the envelope's "from"
     payload: dict[str, Any]
     correlation_keys: dict[str, Any]
     envelope: dict[str, Any]
@@ -174,7 +175,8 @@ class Case:
             Sent(
                 name=r.message_name,
                 to=r.target,
-                payload=dict(r.envelope.get("variables") or {}),
+                sender=r.envelope.get("from"),
+                payload=dict(r.envelope.get("payload", r.envelope.get("variables")) or {}),
                 correlation_keys=dict(r.envelope.get("correlation_keys") or {}),
                 envelope=dict(r.envelope),
             )
