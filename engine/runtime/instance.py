@@ -154,6 +154,19 @@ def _task_in_traceback(exc: BaseException) -> Any:
     return found
 
 
+def _embedded_in(workflow: Any, sub: Any) -> bool:
+    """Is ``sub`` an embedded subprocess of ``workflow`` itself (through embedded subprocesses only)?"""
+    current = sub
+    while current is not workflow:
+        owner = workflow.get_task_from_id(current.parent_task_id)
+        # The Camunda parser builds an embedded subProcess on the library's CallActivity class too; a real
+        # call activity is caseflow's (camunda:in/out).
+        if owner is None or isinstance(owner.task_spec, CaseflowCallActivity | EventSubprocess):
+            return False
+        current = owner.workflow
+    return True
+
+
 def _task_error(exc: BaseException, workflow: Any) -> IncidentRaised:
     task = getattr(exc, "task", None)
     if task is None:
@@ -348,7 +361,15 @@ class Runtime:
         task = workflow.last_task
         if task is None:
             return {}
-        return {k: v for k, v in task.data.items() if not callable(v)}
+        data = dict(task.data)
+        # BPMN: an embedded subprocess works on its process's variables, but the library keeps them inside
+        # the subprocess until it completes. While one runs, its latest completed task holds the current
+        # values (e.g. the documents of a whole investigation phase). A call activity is a process of its own
+        # whose camunda:in/out decide what crosses: its variables stay out.
+        for sub in sorted(workflow.get_active_subprocesses(), key=lambda s: s.depth):
+            if sub.last_task is not None and _embedded_in(workflow, sub):
+                data.update(sub.last_task.data)
+        return {k: v for k, v in data.items() if not callable(v)}
 
     def project(self, workflow: Any) -> Projection:
         projection = Projection(completed=bool(workflow.is_completed()))
