@@ -496,7 +496,14 @@ def _detour(a: Box, b: Box, out_x: int, in_x: int, y: int) -> list[tuple[int, in
 
 
 def _straight(a: Box, b: Box) -> list[tuple[int, int]]:
-    return [(a.cx, a.cy), (b.cx, b.cy)]
+    """An association: from the side of ``a`` that faces ``b`` to the side of ``b`` that faces ``a``."""
+    if a.bottom <= b.y:
+        return [(a.cx, a.bottom), (b.cx, b.y)]
+    if b.bottom <= a.y:
+        return [(a.cx, a.y), (b.cx, b.bottom)]
+    if a.right <= b.x:
+        return [(a.right, a.cy), (b.x, b.cy)]
+    return [(a.x, a.cy), (b.right, b.cy)]
 
 
 def _simplify(points: list[tuple[int, int]]) -> list[tuple[int, int]]:
