@@ -113,16 +113,46 @@ def password_hash(password: str, salt: bytes | None = None) -> str:
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
+def engine_permissions(names: Names, codes: Iterable[str]) -> dict[str, str]:
+    """The district engine's account: reads the inboxes of the agencies it serves, writes transfers and the dead
+    letters of expired messages."""
+    alternatives = "|".join(_exact(c)[1:-1] for c in codes)
+    return {
+        "configure": "^$",
+        "write": f"^({_exact(names.exchange)[1:-1]}|{_exact(names.dead_letter_exchange)[1:-1]})$",
+        "read": f"^{_exact(names.prefix)[1:-1]}\\.inbox\\.({alternatives})$",
+    }
+
+
 def definitions(
-    names: Names, codes: Iterable[str], *, vhost: str = "/", passwords: Mapping[str, str] | None = None
+    names: Names,
+    codes: Iterable[str],
+    *,
+    vhost: str = "/",
+    passwords: Mapping[str, str] | None = None,
+    engine_codes: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """Broker definitions (``rabbitmqctl import_definitions``): the topology plus one user per agency.
+    """Broker definitions (``rabbitmqctl import_definitions``): the topology, one user per agency and, given
+    ``engine_codes``, the district engine's user ``<prefix>-district-engine``.
 
     Without ``passwords`` a user's ``password_hash`` is empty: that user cannot log in until an operator sets a
     password (``rabbitmqctl change_password caseflow-<code> …``).
     """
     codes = list(codes)
     users, perms, queues, bindings = [], [], [], []
+    engine_codes = list(engine_codes)
+    if engine_codes:
+        engine_user = f"{names.prefix}-district-engine"
+        password = (passwords or {}).get("district-engine")
+        users.append(
+            {
+                "name": engine_user,
+                "password_hash": password_hash(password) if password else "",
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": [],
+            }
+        )
+        perms.append({"user": engine_user, "vhost": vhost, **engine_permissions(names, engine_codes)})
     for code in codes:
         password = (passwords or {}).get(code)
         users.append(
@@ -195,7 +225,7 @@ def generate_passwords(codes: Iterable[str], directory: str | Path) -> dict[str,
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     result = {}
-    for code in codes:
+    for code in [*codes, "district-engine"]:
         password = secrets.token_urlsafe(24)
         path = folder / f"{code}.password"
         path.write_text(password + "\n", encoding="utf-8")
