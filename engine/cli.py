@@ -49,6 +49,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         for definition in d.get("definitions", []):
             logging.info("deployed %s", definition["id"])
     app.scheduler.start()
+    if app.link is not None:
+        app.link.start()
     api = create_app(app.engine)
     print(
         f"caseflow is serving on http://{args.host}:{args.port} (API docs at /docs, database "
@@ -58,6 +60,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         uvicorn.run(api, host=args.host, port=args.port, log_level="info")
     finally:
+        if app.link is not None:
+            app.link.stop()
         app.scheduler.stop()
     return 0
 
@@ -68,9 +72,94 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     app.scheduler.start()
+    if app.link is not None:
+        app.link.start()
     print("caseflow worker: firing timers and relaying messages (Ctrl+C to stop)", flush=True)
     stop.wait()
+    if app.link is not None:
+        app.link.stop()
     app.scheduler.stop()
+    return 0
+
+
+def _needs_broker(settings: Settings, what: str) -> str:
+    if not settings.amqp_url:
+        raise SettingsError(f"caseflow {what} needs CASEFLOW_AMQP_URL (the RabbitMQ broker)")
+    return settings.amqp_url
+
+
+def _until_signalled() -> threading.Event:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return stop
+
+
+def cmd_relay(args: argparse.Namespace, settings: Settings) -> int:
+    _needs_broker(settings, "relay")
+    app = _app(settings)
+    stop = _until_signalled()
+    app.link.start(relay=True, consume=False)
+    print(f"caseflow relay: publishing the outbox to {app.link.names.exchange} (Ctrl+C to stop)", flush=True)
+    stop.wait()
+    app.link.stop()
+    return 0
+
+
+def cmd_topology_apply(args: argparse.Namespace, settings: Settings) -> int:
+    from adapters import amqp
+    from adapters.agencies import AgencyError
+    from adapters.agencies import load as load_agencies
+
+    url = _needs_broker(settings, "topology apply")
+    try:
+        codes = load_agencies(settings.agencies_file).codes()
+    except AgencyError as exc:
+        raise SettingsError(str(exc)) from None
+    names = amqp.Names(settings.amqp_prefix)
+    try:
+        queues = amqp.apply(url, names, codes)
+    except amqp.BROKER_ERRORS as exc:
+        raise CaseflowError(f"cannot declare the topology: {type(exc).__name__} {exc}") from None
+    _print({"exchange": names.exchange, "dead_letter_exchange": names.dead_letter_exchange, "queues": queues})
+    return 0
+
+
+def cmd_topology_export(args: argparse.Namespace, settings: Settings) -> int:
+    from adapters import amqp
+    from adapters.agencies import AgencyError
+    from adapters.agencies import load as load_agencies
+
+    try:
+        registry = load_agencies(settings.agencies_file)
+    except AgencyError as exc:
+        raise SettingsError(str(exc)) from None
+    codes = registry.codes()
+    passwords = amqp.generate_passwords(codes, args.passwords_dir) if args.passwords_dir else None
+    data = amqp.definitions(
+        amqp.Names(settings.amqp_prefix), codes, passwords=passwords, engine_codes=registry.district_codes()
+    )
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out} ({len(data['users'])} broker users, {len(data['queues'])} queues)", flush=True)
+    return 0
+
+
+def cmd_agency_sim(args: argparse.Namespace, settings: Settings) -> int:
+    from adapters.agency_sim import simulate
+
+    url = _needs_broker(settings, "agency-sim")
+    stop = _until_signalled()
+    simulate(
+        args.agency,
+        url,
+        prefix=settings.amqp_prefix,
+        agencies_file=settings.agencies_file,
+        filing_delay=args.filing_delay,
+        production=settings.environment == "production",
+        stop=stop,
+    )
     return 0
 
 
@@ -179,6 +268,32 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default=None, help="address to listen on (default CASEFLOW_HOST or 127.0.0.1)")
     s.add_argument("--port", type=int, default=None, help="port (default CASEFLOW_PORT or 8080)")
     add("worker", "run only the scheduler: timers, outbox relay, message expiry", cmd_worker)
+    add("relay", "run only the outbox relay to RabbitMQ (needs CASEFLOW_AMQP_URL)", cmd_relay)
+    t = add("topology", "the RabbitMQ topology of the agencies (agencies.yaml)", lambda *_: 2)
+    tsub = t.add_subparsers(dest="topology_command", required=True, metavar="ACTION")
+    ta = tsub.add_parser(
+        "apply",
+        help="declare the exchanges and every agency's inbox and dead-letter queue (idempotent)",
+        description="declare the exchanges and every agency's inbox and dead-letter queue (idempotent)",
+    )
+    ta.set_defaults(func=cmd_topology_apply)
+    te = tsub.add_parser(
+        "export",
+        help="write broker definitions with one user per agency (rabbitmqctl import_definitions)",
+        description="write broker definitions with one user per agency (rabbitmqctl import_definitions)",
+    )
+    te.add_argument("--output", default="deployments/rabbitmq/definitions.json")
+    te.add_argument(
+        "--passwords-dir",
+        help="generate a password per agency into DIR/<code>.password and put its hash in the definitions "
+        "(default: empty hashes; set passwords with rabbitmqctl change_password)",
+    )
+    te.set_defaults(func=cmd_topology_export)
+    s = add("agency-sim", "run a simulated external agency system over RabbitMQ (demos, tests)", cmd_agency_sim)
+    s.add_argument("agency", help="agency code, e.g. public_security")
+    s.add_argument(
+        "--filing-delay", type=float, default=5.0, help="seconds before public_security sends its filing decision"
+    )
     s = add("deploy", "deploy BPMN/DMN files as one deployment", cmd_deploy)
     s.add_argument("files", nargs="+", metavar="FILE")
     s.add_argument("--name", help="deployment name")

@@ -56,6 +56,26 @@ def require_postgres() -> str:
     return PG_URL
 
 
+AMQP_URL = os.environ.get("CASEFLOW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def require_rabbitmq() -> str:
+    """The test broker's URL; skips (fails when CI=true) when RabbitMQ does not answer."""
+    import pika
+
+    try:
+        params = pika.URLParameters(AMQP_URL)
+        params.connection_attempts = 1
+        params.socket_timeout = 3
+        pika.BlockingConnection(params).close()
+    except Exception as exc:
+        message = f"RabbitMQ is not reachable at {AMQP_URL}: {exc.__class__.__name__}"
+        if IN_CI:
+            pytest.fail(message + " (CI=true: RabbitMQ tests must run)")
+        pytest.skip(message)
+    return AMQP_URL
+
+
 def require_shared() -> Path:
     if not SHARED.is_dir():
         if IN_CI:

@@ -167,6 +167,7 @@ class IncidentOut(_Out):
     error_type: str
     message: str
     state: str
+    details: dict[str, Any] | None = None  # a refused message: message_id, from, to, reason, dead_letter_queue
 
 
 class RetryOut(_Out):

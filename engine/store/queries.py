@@ -227,6 +227,8 @@ def incidents(
             "state": r.state,
             "created_at": _iso(r.created_at),
             "resolved_at": _iso(r.resolved_at),
+            # a refused or expired message: message_id, from, to, reason, dead_letter_queue
+            "details": r.details,
         }
         for r in conn.execute(query)
     ]

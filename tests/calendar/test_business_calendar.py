@@ -129,9 +129,13 @@ def test_ninety_days_from_filing() -> None:
 
 
 def test_a_month_ends_on_the_corresponding_day_or_the_month_end() -> None:
-    assert CAL.deadline("calendar_days", at("2026-03-31"), parse_duration("P1M")).last_day == date(2026, 4, 30)
+    assert CAL.deadline("calendar_days", at("2026-03-31"), parse_duration("P1M")).last_day == date(
+        2026, 4, 30
+    )
     # 2026-01-31 + 1 month -> 02-28, a Saturday, but an adjusted working day (春节调休): it stays.
-    assert CAL.deadline("calendar_days", at("2026-01-31"), parse_duration("P1M")).last_day == date(2026, 2, 28)
+    assert CAL.deadline("calendar_days", at("2026-01-31"), parse_duration("P1M")).last_day == date(
+        2026, 2, 28
+    )
 
 
 # --------------------------------------------------------------------------------------------- hours
@@ -171,7 +175,10 @@ def test_calendar_days_are_flagged_only_when_the_last_day_is_unknown() -> None:
 
 
 def test_estimated_note_lists_each_year_once() -> None:
-    assert estimated_note([2028, 2027, 2027]) == "期限超出已知节假日安排（2027、2028 年），按周一至周五推算，请核对"
+    assert (
+        estimated_note([2028, 2027, 2027])
+        == "期限超出已知节假日安排（2027、2028 年），按周一至周五推算，请核对"
+    )
 
 
 def test_a_year_before_the_package_is_unknown_too() -> None:

@@ -166,7 +166,9 @@ def test_boundary_timer_with_a_computed_number_of_working_days(engine: Engine, c
     assert timer_dues(engine, started["id"]) == [("overdue", end_of("2026-10-12"))]
 
 
-def test_a_computed_duration_the_calendar_cannot_count_is_an_incident(engine: Engine, clock: ManualClock) -> None:
+def test_a_computed_duration_the_calendar_cannot_count_is_an_incident(
+    engine: Engine, clock: ManualClock
+) -> None:
     engine.deploy([("ack.bpmn", escalation_model("${ack_days}"))])
     started = engine.start(key="ack_cal", business_key="ACK-3", variables={"ack_days": "PT3H"})
     found = incidents(engine, started["id"])
@@ -174,7 +176,9 @@ def test_a_computed_duration_the_calendar_cannot_count_is_an_incident(engine: En
     assert "working days" in found[0]["message"]
 
 
-def test_calendar_days_on_an_event_based_gateway_move_off_the_holiday(engine: Engine, clock: ManualClock) -> None:
+def test_calendar_days_on_an_event_based_gateway_move_off_the_holiday(
+    engine: Engine, clock: ManualClock
+) -> None:
     # 09-22 + 15 days = 10-07, a holiday: the period ends at 24:00 of 10-08.
     engine.deploy([("pay.bpmn", gateway_model())])
     clock.set(beijing("2026-09-22", 11))
@@ -220,7 +224,9 @@ def test_user_task_due_date_without_calendar_keeps_elapsed_time(engine: Engine, 
 
 
 # ------------------------------------------------------------------------------- past the known data
-def test_a_due_date_past_the_known_data_is_flagged_on_task_and_instance(engine: Engine, clock: ManualClock) -> None:
+def test_a_due_date_past_the_known_data_is_flagged_on_task_and_instance(
+    engine: Engine, clock: ManualClock
+) -> None:
     # Monday 2026-12-28 + 5: 12-29, 12-30, 12-31, Friday 2027-01-01 (a guess), Monday 01-04.
     engine.deploy([("decide.bpmn", due_date_model("P5D"))])
     clock.set(beijing("2026-12-28", 10))
@@ -242,7 +248,9 @@ def test_a_due_date_past_the_known_data_is_flagged_on_task_and_instance(engine: 
     assert view["state"] == "completed" and [f["element_id"] for f in view["flags"]] == ["decide"]
 
 
-def test_a_timer_past_the_known_data_is_flagged_and_fires_at_the_estimate(engine: Engine, clock: ManualClock) -> None:
+def test_a_timer_past_the_known_data_is_flagged_and_fires_at_the_estimate(
+    engine: Engine, clock: ManualClock
+) -> None:
     # Wednesday 2026-12-30 + 3: 12-31 (1), Friday 2027-01-01 (2, a guess), Monday 01-04 (3).
     engine.deploy([("ack.bpmn", escalation_model("P3D"))])
     clock.set(beijing("2026-12-30", 10))
@@ -318,7 +326,9 @@ def test_a_local_adjusted_saturday_counts(engine_2027: Engine, clock: ManualCloc
 REFUSED = [
     pytest.param(waiting_model("business_days", "P3D"), "wait", "is not one of", id="unknown-kind"),
     pytest.param(waiting_model("working_days", "PT3H"), "wait", "working days", id="hours-as-working-days"),
-    pytest.param(waiting_model("calendar_days", "P1DT2H"), "wait", "calendar days", id="time-in-calendar-days"),
+    pytest.param(
+        waiting_model("calendar_days", "P1DT2H"), "wait", "calendar days", id="time-in-calendar-days"
+    ),
     pytest.param(escalation_model("P2D", calendar="weekdays"), "overdue", "is not one of", id="boundary"),
     pytest.param(due_date_model("P5D", calendar="workdays"), "decide", "is not one of", id="user-task"),
     pytest.param(due_date_model("PT4H"), "decide", "working days", id="user-task-hours"),
@@ -345,6 +355,16 @@ REFUSED = [
         "wait",
         "applies to a timeDuration",
         id="time-date",
+    ),
+    pytest.param(
+        process(
+            "on_start",
+            f"""<bpmn:startEvent id="tick" caseflow:calendar="working_days">{_timer("P1D")}</bpmn:startEvent>
+  <bpmn:endEvent id="end"/>{chain("tick", "end")}""",
+        ),
+        "tick",
+        "not to a timeDuration on a startEvent",
+        id="start-event",
     ),
 ]
 

@@ -38,7 +38,10 @@ def write(folder: Path, name: str, text: str) -> Path:
 def test_a_synthetic_year_from_a_file_is_known_and_counted(tmp_path: Path) -> None:
     write(tmp_path, "2031.yaml", SYNTHETIC_2031)
     calendar = load_calendar(tmp_path)
-    assert calendar.knows(date(2031, 6, 1)) and calendar.source(2031) == "测试用虚构安排（not an official notice）"
+    assert (
+        calendar.knows(date(2031, 6, 1))
+        and calendar.source(2031) == "测试用虚构安排（not an official notice）"
+    )
     assert not calendar.is_working_day(date(2031, 1, 22))  # a Wednesday in the holiday range
     assert calendar.is_working_day(date(2031, 1, 19))  # a Sunday made a working day
     assert calendar.day_info(date(2031, 1, 25)).name == "春节"
@@ -46,7 +49,9 @@ def test_a_synthetic_year_from_a_file_is_known_and_counted(tmp_path: Path) -> No
     deadline = calendar.add_working_days(datetime(2031, 1, 17, 10, tzinfo=SHANGHAI), 3)
     assert deadline.last_day == date(2031, 1, 21) and not deadline.estimated
     # Tuesday 01-21 + 1: 01-22..28 off, Wednesday 01-29.
-    assert calendar.add_working_days(datetime(2031, 1, 21, 10, tzinfo=SHANGHAI), 1).last_day == date(2031, 1, 29)
+    assert calendar.add_working_days(datetime(2031, 1, 21, 10, tzinfo=SHANGHAI), 1).last_day == date(
+        2031, 1, 29
+    )
     # The year after is still unknown.
     assert calendar.add_working_days(datetime(2031, 12, 31, 10, tzinfo=SHANGHAI), 1).unknown_years == (2032,)
 
@@ -114,7 +119,8 @@ BAD = [
         id="unknown-entry-key",
     ),
     pytest.param(
-        "year: 2031\nsource: x\nholidays:\n  - {name: a, date: 2031-02-01}\nworkdays:\n  - {name: b, date: 2031-02-01}\n",
+        "year: 2031\nsource: x\nholidays:\n  - {name: a, date: 2031-02-01}\n"
+        "workdays:\n  - {name: b, date: 2031-02-01}\n",
         "both a holiday and a working day",
         id="both",
     ),

@@ -1,6 +1,6 @@
 """Helpers for the link tests: a broker namespace of the test's own (unique prefix), signed envelopes, waiting.
 
-Import the ``broker`` fixture into a test module (``from tests.link.support import broker``).
+Import the ``broker`` fixture into a test module (``from tests.link.support import broker_fixture``).
 """
 
 from __future__ import annotations
@@ -87,8 +87,8 @@ class Broker:
             connection.close()
 
 
-@pytest.fixture
-def broker() -> Iterator[Broker]:
+@pytest.fixture(name="broker")
+def broker_fixture() -> Iterator[Broker]:
     url = require_rabbitmq()
     found = Broker(url, amqp.Names(f"test-{uuid.uuid4().hex[:12]}"))
     amqp.apply(url, found.names, CODES)

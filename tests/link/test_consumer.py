@@ -13,7 +13,7 @@ from engine.api.main import create_app
 from tests.link.support import (
     Broker,
     app_for,
-    broker,  # noqa: F401 - fixture
+    broker_fixture,  # noqa: F401 - the broker fixture
     count_instances,
     deploy,
     incidents,

@@ -15,7 +15,7 @@ from tests.conftest import ManualClock
 from tests.link.support import (
     Broker,
     app_for,
-    broker,  # noqa: F401 - fixture
+    broker_fixture,  # noqa: F401 - the broker fixture
     deploy,
     incidents,
     outbox_rows,
