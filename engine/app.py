@@ -13,6 +13,7 @@ from adapters.agencies import load as load_agencies
 from adapters.local import LocalTransport
 from engine.calendar import BusinessCalendar, CalendarFileError, load_calendar
 from engine.commands import Clock, Engine, EngineConfig, system_clock
+from engine.directory import Directory, DirectoryError, load_agency_codes, load_directory
 from engine.errors import InvalidModel
 from engine.link import Link
 from engine.scheduler import Scheduler
@@ -32,7 +33,13 @@ class Application:
     link: Link | None = None  # the RabbitMQ link, when CASEFLOW_AMQP_URL is set
 
 
-def build(settings: Settings, clock: Clock = system_clock, *, schema: str | None = None) -> Application:
+def build(
+    settings: Settings,
+    clock: Clock = system_clock,
+    *,
+    schema: str | None = None,
+    directory: Directory | None = None,
+) -> Application:
     _registry, served, keyring = agencies(settings)
     db = create_db_engine(settings.database_url, schema=schema)
     migrate(db)
@@ -47,6 +54,7 @@ def build(settings: Settings, clock: Clock = system_clock, *, schema: str | None
             agencies=served,
             calendar=_calendar(settings),
         ),
+        directory=directory,
     )
     transport = LocalTransport(keyring, max_bytes=settings.max_message_bytes)
     transport.subscribe(engine.receive)
@@ -93,6 +101,27 @@ def _calendar(settings: Settings) -> BusinessCalendar:
         return load_calendar(settings.calendar_dir)
     except CalendarFileError as exc:
         raise SettingsError(f"CASEFLOW_CALENDAR_DIR: {exc}") from None
+
+
+def load_users(settings: Settings) -> Directory | None:
+    """The users directory of CASEFLOW_USERS_FILE (None: set to "none"; or the default file is missing outside
+    production, with a warning). A named file that cannot be used stops the start."""
+    if settings.users_file is None:
+        log.warning("no users directory (CASEFLOW_USERS_FILE=none): anyone may act on any task")
+        return None
+    path = Path(settings.users_file)
+    default = settings.users_file == Settings.users_file
+    if not path.is_file() and default and settings.environment != "production":
+        log.warning("no users directory: %s is missing, so anyone may act on any task", path.resolve())
+        return None
+    agencies_file = Path(settings.agencies_file or "deployments/agencies.yaml")
+    try:
+        agencies = load_agency_codes(agencies_file) if agencies_file.is_file() else None
+        directory = load_directory(path, agencies)
+    except DirectoryError as exc:
+        raise SettingsError(f"CASEFLOW_USERS_FILE: {exc}") from None
+    log.info("users directory %s: %d users", path, len(directory))
+    return directory
 
 
 def deploy_directory(engine: Engine, directory: str | Path, actor: str = "system") -> list[dict[str, Any]]:

@@ -31,10 +31,10 @@ def _variables(text: str | None, option: str = "--variables") -> dict[str, Any]:
     return value
 
 
-def _app(settings: Settings) -> Any:
-    from engine.app import build
+def _app(settings: Settings, *, users: bool = False) -> Any:
+    from engine.app import build, load_users
 
-    return build(settings)
+    return build(settings, directory=load_users(settings) if users else None)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -43,7 +43,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from engine.api.main import create_app
     from engine.app import deploy_directory
 
-    app = _app(settings)
+    app = _app(settings, users=True)
     deployed = deploy_directory(app.engine, settings.bpmn_dir)
     for d in deployed:
         for definition in d.get("definitions", []):
@@ -192,9 +192,14 @@ def cmd_instances(args: argparse.Namespace, settings: Settings) -> int:
     from engine.store import queries
     from engine.store.db import read_only
 
-    app = _app(settings)
+    app = _app(settings, users=True)
+    viewer = app.engine.viewer(args.user)
     with read_only(app.engine.db) as conn:
-        _print(queries.instances(conn, key=args.key, business_key=args.business_key, state=args.state))
+        _print(
+            queries.instances(
+                conn, key=args.key, business_key=args.business_key, state=args.state, viewer=viewer
+            )
+        )
     return 0
 
 
@@ -202,7 +207,8 @@ def cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
     from engine.store import queries
     from engine.store.db import read_only
 
-    app = _app(settings)
+    app = _app(settings, users=True)
+    viewer = app.engine.viewer(args.user)
     with read_only(app.engine.db) as conn:
         _print(
             queries.tasks(
@@ -210,6 +216,7 @@ def cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
                 candidate_group=args.candidate_group,
                 assignee=args.assignee,
                 instance_id=args.instance_id,
+                viewer=viewer,
             )
         )
     return 0
@@ -307,10 +314,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--key")
     s.add_argument("--business-key")
     s.add_argument("--state", choices=["running", "completed", "cancelled", "incident"])
+    s.add_argument("--user", help="who looks (confidential cases show only to whom they name)")
     s = add("tasks", "list open user tasks", cmd_tasks)
     s.add_argument("--candidate-group")
     s.add_argument("--assignee")
     s.add_argument("--instance-id")
+    s.add_argument("--user", help="who looks (confidential cases show only to whom they name)")
     s = add("claim", "claim a user task", cmd_claim)
     s.add_argument("task_id")
     s.add_argument("--user", required=True)

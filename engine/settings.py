@@ -27,6 +27,13 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def _optional_path(raw: str | None, default: str | None) -> str | None:
+    """Unset: the default; "none" (or "off"): nothing; anything else: that path."""
+    if raw is None or raw == "":
+        return default
+    return None if raw.strip().lower() in ("none", "off") else raw
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///./caseflow.db"
@@ -47,6 +54,8 @@ class Settings:
     max_message_bytes: int = 1024 * 1024
     # local holiday arrangements (*.yaml) beside chinese-calendar's; see engine/calendar/files.py
     calendar_dir: str = "deployments/calendar"
+    # users, roles, certificates (engine/directory.py); None: no directory, anyone may act on any task
+    users_file: str | None = "deployments/users.yaml"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -68,6 +77,7 @@ class Settings:
             agencies_file=env.get("CASEFLOW_AGENCIES_FILE") or None,
             max_message_bytes=_int("CASEFLOW_MAX_MESSAGE_BYTES", 1024 * 1024, 1024),
             calendar_dir=env.get("CASEFLOW_CALENDAR_DIR") or cls.calendar_dir,
+            users_file=_optional_path(env.get("CASEFLOW_USERS_FILE"), cls.users_file),
         )
         settings.check()
         return settings

@@ -29,6 +29,13 @@ class InvalidRequest(CaseflowError):
     code = "invalid_request"
 
 
+class UnknownUser(CaseflowError):
+    """X-Caseflow-User names nobody in the users directory (only when the engine has one)."""
+
+    status = 401
+    code = "unknown_user"
+
+
 class UnsupportedMediaType(CaseflowError):
     status = 415
     code = "unsupported_media_type"

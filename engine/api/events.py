@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from engine.api.deps import ActorDep, EngineDep, errors, require_json
+from engine.api.deps import ActorDep, EngineDep, ViewerDep, errors, require_json
 from engine.api.schemas import (
     IncidentOut,
     InstanceOut,
@@ -49,10 +49,10 @@ def correlate(engine: EngineDep, actor: ActorDep, body: MessageRequest) -> dict[
 
 @router.get("/api/incidents", response_model=list[IncidentOut], summary="List open incidents")
 def list_incidents(
-    engine: EngineDep, instance_id: Annotated[str | None, Query(max_length=255)] = None
+    engine: EngineDep, viewer: ViewerDep, instance_id: Annotated[str | None, Query(max_length=255)] = None
 ) -> list[dict[str, Any]]:
     with read_only(engine.db) as conn:
-        return queries.incidents(conn, instance_id=instance_id)
+        return queries.incidents(conn, instance_id=instance_id, viewer=viewer)
 
 
 @router.post(

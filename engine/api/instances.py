@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from engine.api.deps import ActorDep, EngineDep, InstanceId, Limit, Offset, errors, require_json
+from engine.api.deps import ActorDep, EngineDep, InstanceId, Limit, Offset, ViewerDep, errors, require_json
 from engine.api.schemas import (
     AuditRecordOut,
     AuditVerifyOut,
@@ -50,6 +50,7 @@ def start_by_id(engine: EngineDep, actor: ActorDep, definition_id: str, body: St
 @router.get("/api/process-instances", response_model=list[InstanceSummary], summary="List process instances")
 def list_instances(
     engine: EngineDep,
+    viewer: ViewerDep,
     key: Annotated[str | None, Query(max_length=255)] = None,
     business_key: Annotated[str | None, Query(max_length=255)] = None,
     state: State | None = None,
@@ -58,19 +59,18 @@ def list_instances(
 ) -> list[dict[str, Any]]:
     with read_only(engine.db) as conn:
         return queries.instances(
-            conn, key=key, business_key=business_key, state=state, limit=limit, offset=offset
+            conn, key=key, business_key=business_key, state=state, limit=limit, offset=offset, viewer=viewer
         )
 
 
 @router.get(
     "/api/process-instances/{instance_id}",
     response_model=InstanceDetail,
-    responses=errors(404),
+    responses=errors(401, 404),
     summary="One instance: state, active elements, variables, open tasks, what it waits for",
 )
-def get_instance(engine: EngineDep, instance_id: InstanceId) -> dict[str, Any]:
-    with read_only(engine.db) as conn:
-        return queries.instance(conn, instance_id)
+def get_instance(engine: EngineDep, viewer: ViewerDep, instance_id: InstanceId) -> dict[str, Any]:
+    return engine.read_instance(instance_id, viewer)
 
 
 @router.delete(
@@ -82,21 +82,22 @@ def get_instance(engine: EngineDep, instance_id: InstanceId) -> dict[str, Any]:
 def cancel_instance(
     engine: EngineDep,
     actor: ActorDep,
+    viewer: ViewerDep,
     instance_id: InstanceId,
     reason: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> dict[str, Any]:
+    engine.ensure_visible(instance_id, viewer)
     return engine.cancel(instance_id, actor=actor, reason=reason)
 
 
 @router.get(
     "/api/process-instances/{instance_id}/audit",
     response_model=list[AuditRecordOut],
-    responses=errors(404),
+    responses=errors(401, 404),
     summary="The instance's audit trail: who did what, when, and which variables changed",
 )
-def instance_audit(engine: EngineDep, instance_id: InstanceId) -> list[dict[str, Any]]:
-    with read_only(engine.db) as conn:
-        return queries.audit_trail(conn, instance_id)
+def instance_audit(engine: EngineDep, viewer: ViewerDep, instance_id: InstanceId) -> list[dict[str, Any]]:
+    return engine.read_audit(instance_id, viewer)
 
 
 @router.get(

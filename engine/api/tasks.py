@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from engine.api.deps import ActorDep, EngineDep, Limit, Offset, TaskId, errors, require_json
+from engine.api.deps import ActorDep, EngineDep, Limit, Offset, TaskId, ViewerDep, errors, require_json
 from engine.api.schemas import (
     AssigneeOut,
     AssignRequest,
@@ -28,6 +28,7 @@ Filter = Annotated[str | None, Query(max_length=255)]
 @router.get("/api/tasks", response_model=list[TaskOut], summary="List user tasks (open ones by default)")
 def list_tasks(
     engine: EngineDep,
+    viewer: ViewerDep,
     candidate_group: Filter = None,
     candidate_user: Filter = None,
     assignee: Filter = None,
@@ -46,13 +47,15 @@ def list_tasks(
             state=state,
             limit=limit,
             offset=offset,
+            viewer=viewer,
         )
 
 
-@router.get("/api/tasks/{task_id}", response_model=TaskOut, responses=errors(404), summary="One user task")
-def get_task(engine: EngineDep, task_id: TaskId) -> dict[str, Any]:
-    with read_only(engine.db) as conn:
-        return queries.task_by_id(conn, task_id)
+@router.get(
+    "/api/tasks/{task_id}", response_model=TaskOut, responses=errors(401, 404), summary="One user task"
+)
+def get_task(engine: EngineDep, viewer: ViewerDep, task_id: TaskId) -> dict[str, Any]:
+    return engine.read_task(task_id, viewer)
 
 
 @router.get(
@@ -68,7 +71,7 @@ def get_task_form(engine: EngineDep, task_id: TaskId) -> dict[str, Any]:
 @router.post(
     "/api/tasks/{task_id}/claim",
     response_model=AssigneeOut,
-    responses=errors(404, 409, 415, 422),
+    responses=errors(401, 403, 404, 409, 415, 422),
     summary="Claim a task (409 if someone else holds it)",
 )
 def claim(engine: EngineDep, actor: ActorDep, task_id: TaskId, body: ClaimRequest) -> dict[str, Any]:
@@ -88,7 +91,7 @@ def unclaim(engine: EngineDep, actor: ActorDep, task_id: TaskId) -> dict[str, An
 @router.post(
     "/api/tasks/{task_id}/assign",
     response_model=AssigneeOut,
-    responses=errors(404, 409, 415, 422),
+    responses=errors(401, 403, 404, 409, 415, 422),
     summary="Assign a task to a user (or to nobody)",
 )
 def assign(engine: EngineDep, actor: ActorDep, task_id: TaskId, body: AssignRequest) -> dict[str, Any]:
@@ -99,7 +102,7 @@ def assign(engine: EngineDep, actor: ActorDep, task_id: TaskId, body: AssignRequ
     "/api/tasks/{task_id}/complete",
     response_model=InstanceOut,
     responses={
-        **errors(404, 409, 415, 422),
+        **errors(401, 403, 404, 409, 415, 422),
         422: {
             "model": FormErrorOut,
             "description": "invalid variables, or a form not filled in (invalid_form)",

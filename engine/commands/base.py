@@ -26,6 +26,7 @@ from adapters import envelope
 from engine.calendar import BusinessCalendar
 from engine.definitions.compiler import Checkers, Compiled, ProcessModel, compile_resources
 from engine.definitions.xml import DEFAULT_MAX_BYTES
+from engine.directory import Directory
 from engine.errors import (
     ConcurrentModification,
     InvalidVariables,
@@ -365,8 +366,17 @@ class ModelCache:
 class EngineBase:
     """State and the shared load/save machinery; the command mixins build on it."""
 
-    def __init__(self, db: Database, clock: Clock = system_clock, config: EngineConfig | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock = system_clock,
+        config: EngineConfig | None = None,
+        *,
+        directory: Directory | None = None,
+    ) -> None:
         self.db = db
+        # Users, roles and certificates; None: anyone may act on any task (engine tests, the open default).
+        self.directory = directory
         self.clock = clock
         self.config = config or EngineConfig()
         self.runtime = Runtime(self.now, self.config.timezone, self.config.calendar)
@@ -466,6 +476,7 @@ class EngineBase:
             "audit_head": None,
             "started_at": now,
             "started_by": actor,
+            "confidential": model.confidential,
         }
         loaded = _Loaded(row=_Row(row), model=model, workflow=workflow, before={})
         return self._save(conn, loaded, outcome, error, new=True)
@@ -577,6 +588,7 @@ class EngineBase:
                 "snapshot_format": FORMAT,
                 "started_at": row.started_at,
                 "started_by": row.started_by,
+                "confidential": row.confidential,
                 **values,
             }
         else:
@@ -680,6 +692,8 @@ class EngineBase:
                         "created_at": now,
                         "ended_at": None,
                         "completed_by": None,
+                        "confidential": bool(getattr(row, "confidential", False)),
+                        "requires": list(t.requires) or None,
                         "deadline_note": t.deadline_note,
                     }
                     for t in fresh

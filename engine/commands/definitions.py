@@ -132,6 +132,7 @@ class DeployCommands(EngineBase):
                     "message_starts": list(model.message_starts),
                     "timer_starts": [t.__dict__ for t in model.timer_starts],
                     "created_at": now,
+                    "confidential": model.confidential,
                 }
                 conn.execute(insert(process_definition).values(**row))
                 self.models.put(definition_id, model)

@@ -26,6 +26,12 @@ from SpiffWorkflow.bpmn.specs.mixins.parallel_gateway import ParallelGateway
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import CallActivity, SubWorkflowTask
 from SpiffWorkflow.specs.MultiChoice import MultiChoice
 
+from engine.definitions.confidential import (
+    SPEC_FLAG,
+    is_confidential,
+    literal_recipient_problem,
+    message_throws,
+)
 from engine.definitions.mappings import CaseflowCallActivity, LocalVariablesMixin
 from engine.definitions.parser import CaseflowParser
 from engine.definitions.specs import (
@@ -75,6 +81,7 @@ class ProcessModel:
     message_starts: tuple[str, ...] = ()
     timer_starts: tuple[TimerStart, ...] = ()
     lines: dict[str, int] = field(default_factory=dict)
+    confidential: bool = False  # caseflow:confidential="true": need-to-know instances (discipline clues)
 
 
 @dataclass
@@ -251,6 +258,9 @@ def _compile_process(
         elif isinstance(definition, CaseflowTimerMixin):
             timer_starts.append(TimerStart(task_spec.bpmn_id, definition.kind, definition.expression))
     name = parser.get_process_parser(process_id).get_name()
+    confidential = is_confidential(parser.get_process_parser(process_id).node)
+    if confidential:
+        _check_confidential(spec, subprocess_specs, resource, lines)
     return ProcessModel(
         key=process_id,
         name=name if name != process_id else None,
@@ -260,7 +270,18 @@ def _compile_process(
         message_starts=tuple(message_starts),
         timer_starts=tuple(timer_starts),
         lines=lines.by_resource.get(resource, {}),
+        confidential=confidential,
     )
+
+
+def _check_confidential(spec: Any, subprocess_specs: dict[str, Any], resource: str, lines: _Lines) -> None:
+    """A confidential process's messages go only to the discipline commission (also from what it calls)."""
+    for task_spec, definition in message_throws(_all_task_specs(spec, subprocess_specs)):
+        problem = literal_recipient_problem(definition.to)
+        if problem:
+            where, line = lines.locate(task_spec.bpmn_id)
+            raise InvalidModel(problem, resource=where or resource, line=line, element_id=task_spec.bpmn_id)
+    setattr(spec, SPEC_FLAG, True)
 
 
 def _all_task_specs(spec: Any, subprocess_specs: dict[str, Any]) -> Iterable[Any]:

@@ -42,6 +42,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
 
 from engine.calendar import BusinessCalendar
+from engine.definitions.confidential import refused_recipient
 from engine.lang.iso8601 import (
     Cycle,
     Duration,
@@ -76,6 +77,7 @@ class Assignment:
     form_key: str | None = None
     priority: int = 50
     calendar: str | None = None  # caseflow:calendar: how a dueDate duration is counted (engine.calendar)
+    requires: tuple[str, ...] = ()  # caseflow:requires: what the claimant must hold
 
 
 class CaseflowUserTask(UserTask):  # type: ignore[misc]
@@ -458,6 +460,9 @@ class CaseflowMessageEventDefinition(MessageEventDefinition):  # type: ignore[mi
             for prop in self.correlation_properties
         }
         target = address(engine, my_task, self.to)
+        refused = refused_recipient(my_task.workflow, target)  # confidential: only to the commission
+        if refused:
+            raise WorkflowTaskException(refused, task=my_task)
         event = BpmnEvent(self, payload=payload, correlations=correlations)
         event.target_agency = target
         event.sender_agency = address(engine, my_task, self.sender)

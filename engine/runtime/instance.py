@@ -65,6 +65,7 @@ class UserTaskView:
     form_key: str | None
     priority: int
     documentation: str | None
+    requires: tuple[str, ...] = ()  # caseflow:requires
     # Set when the due time ran past the known holiday arrangement (estimated Monday–Friday): shown to staff.
     deadline_note: str | None = None
 
@@ -465,6 +466,7 @@ class Runtime:
             form_key=assignment.form_key or (spec.form.key if getattr(spec, "form", None) else None),
             priority=assignment.priority,
             documentation=spec.documentation,
+            requires=assignment.requires,
             deadline_note=deadline_note,
         )
 

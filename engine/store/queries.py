@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, or_, select
 
+from engine.directory import Viewer
 from engine.errors import NotFound
 from engine.store.tables import (
     audit_record,
@@ -64,6 +65,31 @@ def definition_xml(conn: Connection, definition_id: str) -> tuple[str, bytes]:
     return row.name, row.content
 
 
+def visible(viewer: Viewer | None, instance_id: Any, confidential: Any) -> Any:
+    """A condition on rows naming an instance (its id column, its confidential column): need-to-know.
+
+    Confidential instances show only to case supervision and to the people an instance's tasks name: a candidate
+    user, a member of a candidate group, the assignee or completer, or whoever started it. No viewer (``None``)
+    or an anonymous one sees none; None is returned when the viewer sees everything (no condition).
+    """
+    if viewer is not None and viewer.sees_all_confidential:
+        return None
+    if viewer is None or viewer.user is None:
+        return ~confidential
+    user, groups = viewer.user, sorted(viewer.groups)
+    named = select(task_candidate.c.task_id).where(
+        or_(
+            (task_candidate.c.kind == "user") & (task_candidate.c.value == user),
+            (task_candidate.c.kind == "group") & task_candidate.c.value.in_(groups),
+        )
+    )
+    involved = select(task.c.instance_id).where(
+        or_(task.c.assignee == user, task.c.completed_by == user, task.c.id.in_(named))
+    )
+    started = select(process_instance.c.id).where(process_instance.c.started_by == user)
+    return or_(~confidential, instance_id.in_(involved), instance_id.in_(started))
+
+
 def _instance_dict(r: Any, detail: bool = False) -> dict[str, Any]:
     out = {
         "id": r.id,
@@ -90,7 +116,9 @@ def instances(
     state: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    viewer: Viewer | None = None,
 ) -> list[dict[str, Any]]:
+    """Instances, newest first; confidential ones only for a viewer who may see them (see :func:`visible`)."""
     query = select(
         process_instance.c.id,
         process_instance.c.definition_id,
@@ -107,6 +135,9 @@ def instances(
         query = query.where(process_instance.c.business_key == business_key)
     if state is not None:
         query = query.where(process_instance.c.state == state)
+    condition = visible(viewer, process_instance.c.id, process_instance.c.confidential)
+    if condition is not None:
+        query = query.where(condition)
     query = (
         query.order_by(process_instance.c.started_at.desc(), process_instance.c.id)
         .limit(limit)
@@ -173,8 +204,13 @@ def tasks(
     state: str | None = "open",
     limit: int = 100,
     offset: int = 0,
+    viewer: Viewer | None = None,
 ) -> list[dict[str, Any]]:
+    """User tasks; those of confidential instances only for a viewer who may see them (:func:`visible`)."""
     query = select(task)
+    condition = visible(viewer, task.c.instance_id, task.c.confidential)
+    if condition is not None:
+        query = query.where(condition)
     if state is not None:
         query = query.where(task.c.state == state)
     if candidate_group is not None:
@@ -209,9 +245,17 @@ def task_by_id(conn: Connection, task_id: str) -> dict[str, Any]:
 
 
 def incidents(
-    conn: Connection, *, instance_id: str | None = None, state: str | None = "open"
+    conn: Connection,
+    *,
+    instance_id: str | None = None,
+    state: str | None = "open",
+    viewer: Viewer | None = None,
 ) -> list[dict[str, Any]]:
     query = select(incident).order_by(incident.c.created_at)
+    secret = select(process_instance.c.id).where(process_instance.c.confidential)
+    condition = visible(viewer, incident.c.instance_id, incident.c.instance_id.in_(secret))
+    if condition is not None:
+        query = query.where(or_(incident.c.instance_id.is_(None), condition))
     if instance_id is not None:
         query = query.where(incident.c.instance_id == instance_id)
     if state is not None:
