@@ -92,10 +92,13 @@ def test_a_task_without_form_data_answers_an_empty_form(client: TestClient, case
     assert (form["element_id"], form["has_form"], form["fields"]) == ("notify", False, [])
 
 
-def test_a_completed_task_still_shows_its_form_with_the_submitted_values(
+def test_a_completed_case_still_shows_the_form_with_the_submitted_values(
     client: TestClient, case: dict[str, Any]
 ) -> None:
     assert client.post(f"/api/tasks/{case['task']}/complete", json={"variables": GOOD}).status_code == 200
+    [notify] = open_tasks(client, instance_id=case["instance"])
+    assert client.post(f"/api/tasks/{notify['id']}/complete", json={"variables": {}}).status_code == 200
+    assert client.get(f"/api/process-instances/{case['instance']}").json()["state"] == "completed"
     form = client.get(f"/api/tasks/{case['task']}/form").json()
     values = {f["id"]: f["value"] for f in form["fields"]}
     assert values == {**GOOD, "case_no": "HB-2026-001"}
