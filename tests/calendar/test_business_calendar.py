@@ -205,3 +205,20 @@ def test_local_dates_win_over_the_package_and_make_their_year_known() -> None:
 def test_a_date_cannot_be_both_holiday_and_working_day() -> None:
     with pytest.raises(CalendarError, match="both"):
         BusinessCalendar(holidays={date(2027, 1, 1): "a"}, workdays={date(2027, 1, 1): "b"})
+
+
+# ------------------------------------------------------------------------------------ instance flags
+def test_instance_flags_keep_what_is_stored_and_add_each_element_once() -> None:
+    from engine.runtime.instance import Projection, TimerView, deadline_flags
+
+    due = at("2027-01-05", 0)
+    note = estimated_note([2027])
+    projection = Projection(completed=False, timers=[TimerView("t1", "overdue", due, note)])
+    foreign = {"kind": "something_else", "element_id": "overdue"}
+    flags = deadline_flags([foreign], projection)
+    assert flags == [
+        foreign,
+        {"kind": "deadline_estimated", "element_id": "overdue", "due_at": due.isoformat(), "note": note},
+    ]
+    assert deadline_flags(flags, projection) == flags  # the same element is not flagged twice
+    assert deadline_flags(None, Projection(completed=False)) is None
