@@ -1,0 +1,116 @@
+"""Two engine processes, each serving its own agency with its own database, linked by the real RabbitMQ.
+
+A (market_regulation) transfers a clue with a message throw (caseflow:to="urban_management"); in B
+(urban_management) the message start event starts the receiving process, which replies
+(caseflow:to="${sender_agency}"); A's waiting instance continues and completes. Each side runs
+``caseflow worker`` as a subprocess (scheduler, relay and consumer), stopped with SIGTERM at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from engine.store.db import read_only
+from engine.store.tables import outbox
+from tests.link.support import (
+    Broker,
+    app_for,
+    broker_fixture,  # noqa: F401 - the broker fixture
+    deploy,
+    incidents,
+    instances,
+    processed,
+    wait_for,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CASEFLOW = ROOT / ".venv" / "bin" / "caseflow"
+
+
+def _worker(db: str, broker: Broker, agency: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEFLOW_")}
+    env.update(
+        CASEFLOW_DATABASE_URL=db,
+        CASEFLOW_AMQP_URL=broker.url,
+        CASEFLOW_AMQP_PREFIX=broker.names.prefix,
+        CASEFLOW_AGENCIES=agency,
+        CASEFLOW_ENV="test",
+        CASEFLOW_SCHEDULER_INTERVAL_MS="100",
+    )
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [str(CASEFLOW), "worker"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _sent(app: Any) -> list[Any]:
+    with read_only(app.engine.db) as conn:
+        return list(conn.execute(select(outbox.c.sent_at, outbox.c.envelope)).all())
+
+
+def test_two_engine_processes_complete_a_transfer_and_its_reply(tmp_path: Path, broker: Broker) -> None:
+    db_a, db_b = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    a = app_for((db_a, None), broker, ("market_regulation",))
+    b = app_for((db_b, None), broker, ("urban_management",))
+    deploy(a.engine, "clue_sender.bpmn")
+    deploy(b.engine, "clue_receiver.bpmn")
+    workers = [
+        _worker(db_a, broker, "market_regulation", tmp_path / "a.log"),
+        _worker(db_b, broker, "urban_management", tmp_path / "b.log"),
+    ]
+    try:
+        started = a.engine.start(
+            key="link_clue_sender",
+            business_key="HB-2026-0042",
+            variables={
+                "case_no": "HB-2026-0042",
+                "summary": "商户占道经营",
+                "sender_agency": "market_regulation",
+            },
+        )
+        assert started["activities"] == ["await_reply"]
+
+        def done() -> bool:
+            [instance] = instances(a.engine, "link_clue_sender")
+            return bool(instance.state == "completed")
+
+        wait_for(done, 60, "A's instance to complete after B's reply")
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        codes = [worker.wait(20) for worker in workers]
+        logs = "\n".join((tmp_path / f"{n}.log").read_text(errors="replace")[-3000:] for n in "ab")
+    assert codes == [0, 0], logs
+
+    [sender] = instances(a.engine, "link_clue_sender")
+    assert sender.variables["decision"] == "受理"
+    [receiver] = instances(b.engine, "link_clue_receiver")
+    assert receiver.state == "completed"
+    assert receiver.variables == {
+        "case_no": "HB-2026-0042",
+        "summary": "商户占道经营",
+        "sender_agency": "market_regulation",
+        "decision": "受理",
+    }
+    [(sent_a, transfer)] = _sent(a)
+    [(sent_b, reply)] = _sent(b)
+    assert sent_a is not None and sent_b is not None
+    assert (transfer["from"], transfer["to"]) == ("market_regulation", "urban_management")
+    assert (reply["from"], reply["to"]) == ("urban_management", "market_regulation")
+    assert processed(b.engine) == {transfer["message_id"]}
+    assert processed(a.engine) == {reply["message_id"]}
+    assert incidents(a.engine) == [] and incidents(b.engine) == []
+    for code in ("market_regulation", "urban_management"):
+        assert broker.count(broker.names.inbox(code)) == 0
+        assert broker.count(broker.names.dead_letter_queue(code)) == 0
