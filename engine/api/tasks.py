@@ -64,7 +64,8 @@ def get_task(engine: EngineDep, viewer: ViewerDep, task_id: TaskId) -> dict[str,
     responses=errors(404),
     summary="The task's form: fields, types, constraints, options and the variables' current values",
 )
-def get_task_form(engine: EngineDep, task_id: TaskId) -> dict[str, Any]:
+def get_task_form(engine: EngineDep, viewer: ViewerDep, task_id: TaskId) -> dict[str, Any]:
+    engine.note_task_read(task_id, viewer, "form")  # a confidential task's values: need-to-know, logged
     return engine.task_form(task_id)
 
 

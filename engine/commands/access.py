@@ -107,6 +107,15 @@ class AccessCommands(EngineBase):
             instance_id, viewer, "task", missing, lambda c: queries.task_by_id(c, task_id), task_id=task_id
         )
 
+    def note_task_read(self, task_id: str, viewer: Viewer, what: str) -> None:
+        """Before another read of a task (its form with the current values): 404 for a confidential task the
+        viewer may not see, and the read written to the instance's audit trail when it is confidential."""
+        missing = NotFound(f"task '{task_id}' does not exist", task_id=task_id)
+        with read_only(self.db) as conn:
+            instance_id = conn.execute(select(task.c.instance_id).where(task.c.id == task_id)).scalar()
+        if instance_id is not None:
+            self._read(instance_id, viewer, what, missing, lambda _: None, task_id=task_id)
+
     def ensure_visible(self, instance_id: str, viewer: Viewer) -> None:
         """404 for a confidential instance the viewer may not see (before a command on it)."""
         with read_only(self.db) as conn:

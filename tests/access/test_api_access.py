@@ -127,3 +127,19 @@ def test_ordinary_cases_stay_open_to_every_reader(client: TestClient, cases: dic
     assert (
         client.get(f"/api/process-instances/{ordinary}/audit", headers=as_user("sunlei")).status_code == 200
     )
+
+
+def test_a_confidential_task_form_is_need_to_know_and_logged(
+    client: TestClient, cases: dict[str, Any]
+) -> None:
+    [task] = cases["clue"]["tasks"]
+    path = f"/api/tasks/{task['id']}/form"
+    assert_error(client.get(path, headers=as_user("sunlei")), 404, "not_found")
+    assert client.get(path, headers=as_user("zhangwei")).status_code == 200
+    trail = client.get(
+        f"/api/process-instances/{cases['clue']['id']}/audit", headers=as_user("caoyun")
+    ).json()
+    assert [(r["actor"], r["details"]["what"]) for r in trail if r["command"] == "read"] == [
+        ("zhangwei", "form"),
+        ("caoyun", "audit"),
+    ]
