@@ -82,6 +82,11 @@ ROW_H = 140  # row pitch; an activity is 80 high, a boundary event hangs 18 belo
 HEADER = 30  # pool and lane title bands
 PAD_X = 30  # space between a band's title and its first column, and after its last column
 BOUNDARY = 36
+# Shifts tried for a route's turns, in order: within the 60 wide gap between columns, within the 30 high strip
+# above a row's activities, within the strip below its boundary events.
+SHIFT_X = (0, 8, -8, 16, -16)
+SHIFT_TOP = (0, 6, 12, -5, 17)
+SHIFT_BOTTOM = (0, -3, 3, -3, 3)
 
 
 class LayoutError(CaseflowError):
@@ -271,6 +276,7 @@ class _ContainerLayout:
         self.shapes: list[Shape] = []
         self.edges: list[Edge] = []
         self.placed: dict[str, _Placed] = {}
+        self.routed: list[tuple[tuple[str, str], list[tuple[int, int]]]] = []
         self.subprocesses: list[Any] = []
         self.width = 0
         self.height = 0
@@ -443,10 +449,25 @@ class _ContainerLayout:
                         count += 1
         return count
 
+    def _overlaps(self, points: list[tuple[int, int]], ends: tuple[str, str]) -> int:
+        """How many segments run along a segment of a flow already drawn that shares neither end."""
+        count = 0
+        for (x1, y1), (x2, y2) in itertools.pairwise(points):
+            for other_ends, other in self.routed:
+                if other_ends[0] == ends[0] or other_ends[1] == ends[1]:
+                    continue
+                for (u1, v1), (u2, v2) in itertools.pairwise(other):
+                    if (y1 == y2 == v1 == v2 and _shared(x1, x2, u1, u2)) or (
+                        x1 == x2 == u1 == u2 and _shared(y1, y2, v1, v2)
+                    ):
+                        count += 1
+        return count
+
     def _route(self, source: str, target: str, back: bool) -> list[tuple[int, int]]:
-        """The first of the candidate routes (in order of preference) that runs through the fewest nodes."""
+        """The candidate route through the fewest nodes, then along the fewest flows already drawn, then the first
+        in order of preference; each candidate also shifted a little within its gap or strip."""
         s, t = self.placed[source], self.placed[target]
-        a, b = s.box, t.box
+        a = s.box
         if source == target:
             loop = [
                 (a.right, a.cy),
@@ -456,13 +477,29 @@ class _ContainerLayout:
                 (a.cx, a.y),
             ]
             return _simplify(loop)
-        before_target = t.col_cx - COL_W // 2  # the middle of the gap before the target's column
-        after_source = s.col_cx + COL_W // 2
-        top = min(s.row_top, t.row_top) + 10  # the free strip at the top of a row
-        bottom = max(s.row_top, t.row_top) + ROW_H - 6  # ... and at its bottom, below boundary events
+        ends = (source, target)
+        best: tuple[int, int, int] | None = None
+        chosen: list[tuple[int, int]] = []
+        for shift in range(len(SHIFT_X)):
+            for route in self._candidates(s, t, back, shift):
+                score = (self._crossings(route, ends), self._overlaps(route, ends), shift)
+                if best is None or score < best:
+                    best, chosen = score, route
+        self.routed.append((ends, chosen))
+        return chosen
+
+    def _candidates(self, s: _Placed, t: _Placed, back: bool, shift: int) -> list[list[tuple[int, int]]]:
+        a, b = s.box, t.box
+        dx, dy_top, dy_bottom = SHIFT_X[shift], SHIFT_TOP[shift], SHIFT_BOTTOM[shift]
+        before_target = t.col_cx - COL_W // 2 + dx  # the gap before the target's column
+        after_source = s.col_cx + COL_W // 2 + dx
+        top = min(s.row_top, t.row_top) + 10 + dy_top  # the free strip at the top of a row
+        bottom = (
+            max(s.row_top, t.row_top) + ROW_H - 6 + dy_bottom
+        )  # ... and at its bottom, below boundary events
         candidates: list[list[tuple[int, int]]] = []
         if s.boundary:
-            below = a.bottom + 6
+            below = a.bottom + 6 + dy_top // 2
             if not back and b.x > a.cx:
                 if b.cy > below:
                     candidates.append([(a.cx, a.bottom), (a.cx, b.cy), (b.x, b.cy)])
@@ -484,10 +521,19 @@ class _ContainerLayout:
             for x in (before_target, after_source):
                 candidates.append([(a.right, a.cy), (x, a.cy), (x, b.cy), (b.x, b.cy)])
             # along the free strip at the top or bottom of the source's or the target's row
-            strips = (t.row_top + 10, s.row_top + 10, s.row_top + ROW_H - 6, t.row_top + ROW_H - 6)
+            strips = (
+                t.row_top + 10 + dy_top,
+                s.row_top + 10 + dy_top,
+                s.row_top + ROW_H - 6 + dy_bottom,
+                t.row_top + ROW_H - 6 + dy_bottom,
+            )
             candidates.extend(_detour(a, b, after_source, before_target, y) for y in strips)
-        routes = [_simplify(c) for c in candidates]
-        return min(routes, key=lambda r: self._crossings(r, (source, target)))
+        return [_simplify(c) for c in candidates]
+
+
+def _shared(a1: int, a2: int, b1: int, b2: int) -> bool:
+    """Whether two collinear segments share more than a point."""
+    return min(max(a1, a2), max(b1, b2)) - max(min(a1, a2), min(b1, b2)) > 2
 
 
 def _detour(a: Box, b: Box, out_x: int, in_x: int, y: int) -> list[tuple[int, int]]:
