@@ -567,6 +567,13 @@ class CaseflowParser(CamundaParser):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__(namespaces=NSMAP)
 
+    def create_parser(self, node: Any, filename: str | None = None, lane: str | None = None) -> Any:
+        """An embedded subprocess with its own laneSet keeps its lanes: the library gave every node inside it
+        the lane of the subprocess itself, so its inner lanes (and their candidate groups) were lost."""
+        if lane is not None and node.find("{http://www.omg.org/spec/BPMN/20100524/MODEL}laneSet") is not None:
+            lane = None
+        return super().create_parser(node, filename=filename, lane=lane)
+
     def get_engine(self, decision_ref: str, node: Any) -> Any:
         """The decision's table on caseflow's DMN engine; hit policies it cannot honour are refused."""
         table = super().get_engine(decision_ref, node).decision_table
