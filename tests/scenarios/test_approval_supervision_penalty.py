@@ -12,9 +12,14 @@ run on the working-day calendar, including the 2026 National Day holiday and the
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from engine.commands import Engine
+from engine.directory import load_agency_codes, load_directory
+from engine.errors import Forbidden, InvalidForm
 from tests.conftest import ManualClock
 from tests.scenarios.support import Case, advance, advance_to, assert_task, deploy_models, shanghai, start
 
@@ -254,6 +259,7 @@ def test_happy_path_general_case_without_hearing_or_legal_review(engine: Engine,
     assert credit.payload["licence_no"] == "JY14112020260001"
     assert credit.payload["case_no"] == "湖市监立〔2026〕31号"
     assert credit.correlation_keys == {"case_no": "湖市监立〔2026〕31号"}
+    assert credit.envelope["from"] == AGENCY  # caseflow:from="${supervising_agency}"
     case.complete("receive_feedback", FEEDBACK, user="hanxue")
 
     assert case.state == "completed"
@@ -600,4 +606,51 @@ def test_fine_unpaid_after_15_days_gets_a_surcharge_notice(engine: Engine, clock
     case.complete("payment", PAY, user="zhangwei")
     assert case.open_elements() == ["receive_feedback"]
     assert [m.to for m in case.sent()] == ["credit_platform"]
+    case.check_stable()
+
+
+# ------------------------------------------------------------------------------------- roles and forms
+DEPLOYMENTS = Path(__file__).resolve().parents[2] / "deployments"
+
+
+def test_roles_and_forms_gate_the_enforcement_steps(engine: Engine, clock: ManualClock) -> None:
+    """With the demo users directory: only certified officers investigate, only a legally qualified reviewer
+    reviews, only the head discusses and decides; a form missing a required field is refused (422)."""
+    engine.directory = load_directory(
+        DEPLOYMENTS / "users.yaml", load_agency_codes(DEPLOYMENTS / "agencies.yaml")
+    )
+    _given(engine)
+    case = _start(engine, clock)
+    with pytest.raises(Forbidden):
+        case.complete("approve_licence", APPROVE, user="hanxue")  # registry staff, not the head
+    case.complete("approve_licence", APPROVE, user="tangbo")
+    case.complete("push_licence", PUSH, user="hanxue")
+    case.complete("claim_licence", CLAIM, user="liuyang")
+    advance_to(engine, clock, case.due("inspection_due"))
+    case.complete("random_inspection", FINDINGS, user="zhangwei")
+    case.complete("file_case", FILE, user="zhangwei")
+
+    investigate = case.task("investigate")
+    assert investigate["deadline_note"] is None  # 2026 is in the official calendar data
+    with pytest.raises(Forbidden):
+        engine.claim(investigate["id"], "liuyang")  # a candidate's colleague without a certificate
+    with pytest.raises(Forbidden):
+        engine.claim(investigate["id"], "wangqiang")  # certificate expired 2025-12-31
+    engine.claim(investigate["id"], "zhangwei")
+    incomplete = {k: v for k, v in MAJOR.items() if k != "officer_2_cert"}
+    with pytest.raises(InvalidForm) as refused:
+        case.complete("investigate", incomplete, user="zhangwei")
+    assert [f["field"] for f in refused.value.to_dict()["fields"]] == ["officer_2_cert"]
+    case.complete("investigate", MAJOR, user="zhangwei")
+    case.complete("notify_penalty", NOTICE, user="zhangwei")
+    case.complete("record_defence", DEFENCE, user="zhangwei")
+
+    with pytest.raises(Forbidden):
+        case.complete("legal_review", REVIEW_PASSED, user="lina")  # an officer is no legal reviewer
+    case.complete("legal_review", REVIEW_PASSED, user="chenjing")
+    with pytest.raises(Forbidden):
+        case.complete("collective_discussion", DISCUSSION, user="zhangwei")
+    case.complete("collective_discussion", DISCUSSION, user="zhaomin")
+    case.complete("decide", {**DECIDE, "fine_amount": 200000}, user="zhaomin")
+    assert case.open_elements() == ["deliver_decision", "publicize"]
     case.check_stable()
