@@ -265,3 +265,33 @@ def test_handling_deadline_is_ninety_calendar_days(engine: Engine, clock: Manual
     # 90 calendar days after 2026-03-02 is Sunday 2026-05-31, a rest day: the period ends with Monday 06-01.
     assert case.due("handling_overdue") == shanghai(2026, 6, 2, 0, 0)
     assert_task(case.task("handle_case"), due=shanghai(2026, 6, 2, 0, 0))
+
+
+def test_objection_through_the_real_jurisdiction_dispute_designates_the_sender(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """The same objection path over bpmn/jurisdiction_dispute.bpmn (models-B): the agreed interface in and out."""
+    deploy_models(engine, "jurisdiction_dispute", "clue_transfer")
+    case = _transferred(engine, clock, "HB-A1-JD-1")
+    case.complete("acknowledge_receipt", ACK)
+    case.complete(
+        "review_jurisdiction",
+        {
+            "accepted": False,
+            "reply_letter_no": "湖城管复〔2026〕9号",
+            "objection_reason": "占道经营属市场监管范围",
+        },
+    )
+    assert_task(case.task("negotiate"), groups=[f"{SENDER}:officer", f"{RECEIVER}:officer"])
+    case.complete(
+        "negotiate", {"negotiation_result": "sender", "negotiation_record": "协商一致，由市场监管局管辖"}
+    )
+    case.complete("take_over", {"takeover_date": "2026-03-03", "takeover_note": "已接收"})
+    assert case.variables["designated_agency"] == SENDER
+    # The agency that objected may not pass the case on again: the designated agency handles it.
+    assert_task(case.task("handle_case"), lane="承办机关执法人员", groups=[f"{SENDER}:officer"])
+    case.complete("handle_case", HANDLED)
+    case.complete("feedback_result", FEEDBACK)
+    case.complete("close_case", {"closing_note": "由本机关依协商结果办结"})
+    assert case.state == "completed"
+    case.check_stable()
