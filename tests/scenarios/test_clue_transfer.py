@@ -12,7 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pytest
+
 from engine.commands import Engine
+from engine.errors import InvalidForm
 from tests.conftest import ManualClock
 from tests.scenarios.support import (
     Case,
@@ -62,6 +65,19 @@ def _transferred(engine: Engine, clock: ManualClock, case_no: str = "HB-A1-001")
     case.complete("approve_transfer", APPROVE)
     case.complete("issue_transfer_letter", LETTER)
     return case
+
+
+def _state_objection(case: Case) -> None:
+    """The receiver's head states the objection in writing (河南省行政执法条例 Art. 17: reasons in writing)."""
+    assert_task(
+        case.task("state_objection"),
+        name="书面说明不予接收的理由",
+        lane="接收机关负责人",
+        groups=[f"{RECEIVER}:head"],
+    )
+    with pytest.raises(InvalidForm):
+        case.complete("state_objection", {})  # no objection without its reasons
+    case.complete("state_objection", {"objection_reason": "占道经营属市场监管范围"})
 
 
 def _timer_fired(case: Case, element_id: str) -> list[dict[str, Any]]:
@@ -140,14 +156,8 @@ def test_receiver_objects_and_the_agency_designated_in_the_dispute_handles_the_c
     _given(engine)
     case = _transferred(engine, clock)
     case.complete("acknowledge_receipt", ACK)
-    case.complete(
-        "review_jurisdiction",
-        {
-            "accepted": False,
-            "reply_letter_no": "湖城管复〔2026〕8号",
-            "objection_reason": "占道经营属市场监管范围",
-        },
-    )
+    case.complete("review_jurisdiction", {"accepted": False, "reply_letter_no": "湖城管复〔2026〕8号"})
+    _state_objection(case)
     # The objection is not passed on again: it goes to the coordination process (called in this instance).
     assert case.open_elements() == ["stub_designate"]
     assert_task(case.task("stub_designate"), groups=["justice_bureau:coordinator"])
@@ -274,14 +284,8 @@ def test_objection_through_the_real_jurisdiction_dispute_designates_the_sender(
     deploy_models(engine, "jurisdiction_dispute", "clue_transfer")
     case = _transferred(engine, clock, "HB-A1-JD-1")
     case.complete("acknowledge_receipt", ACK)
-    case.complete(
-        "review_jurisdiction",
-        {
-            "accepted": False,
-            "reply_letter_no": "湖城管复〔2026〕9号",
-            "objection_reason": "占道经营属市场监管范围",
-        },
-    )
+    case.complete("review_jurisdiction", {"accepted": False, "reply_letter_no": "湖城管复〔2026〕9号"})
+    _state_objection(case)
     assert_task(case.task("negotiate"), groups=[f"{SENDER}:officer", f"{RECEIVER}:officer"])
     case.complete(
         "negotiate", {"negotiation_result": "sender", "negotiation_record": "协商一致，由市场监管局管辖"}
