@@ -439,6 +439,10 @@ def test_inspection_without_findings_goes_to_the_next_round_or_is_archived(
     _given(engine)
     case = _claimed(engine, clock, credit_risk_class="A")
     assert case.variables["inspection"]["interval"] == "P12M"
+    # A year on is 2027-03-02, past the official calendar data: computed Monday–Friday and flagged, not silent.
+    [flag] = case.view()["flags"]
+    assert (flag["kind"], flag["element_id"]) == ("deadline_estimated", "inspection_due")
+    assert "2027" in flag["note"]
     advance(engine, clock, days=400)
     case.complete("random_inspection", {**NO_FINDINGS, "continue_supervision": True}, user="zhangwei")
     assert set(case.timers()) == {"inspection_due"} and case.tasks() == []
