@@ -68,6 +68,7 @@ def build(
             served,
             transport,
             max_bytes=settings.max_message_bytes,
+            consumers=settings.link_consumers,
         )
     # With a broker the link relays the outbox (and dead-letters expired messages); without, the scheduler
     # hands it to the in-process transport.

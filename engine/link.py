@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -47,6 +48,7 @@ class Link:
         max_bytes: int = env.DEFAULT_MAX_BYTES,
         batch: int = 200,
         poll_s: float = 0.2,
+        consumers: int = 4,
     ) -> None:
         self.engine = engine
         self.url = url
@@ -62,7 +64,12 @@ class Link:
         self._threads: list[threading.Thread] = []
         self._dead_letter_publisher: amqp.Publisher | None = None
         self._dead_letter_lock = threading.Lock()
-        self.consumer = amqp.Consumer(url, names, served, self.handle)
+        # Several connections consume at once: a message's command is mostly waiting on the database, so they
+        # overlap. Their order is not kept; a message that arrives before its receiver waits is buffered.
+        self.consumers = [
+            amqp.Consumer(url, names, served, self.handle, prefetch=20) for _ in range(max(1, consumers))
+        ]
+        self.consumer = self.consumers[0]
         self.relay_error: str | None = None
         engine.after_commit.append(self._wake.set)
 
@@ -71,7 +78,8 @@ class Link:
         if relay:
             self._spawn("caseflow-relay", self._relay_loop)
         if consume and self.served:
-            self._spawn("caseflow-consumer", lambda: self.consumer.run(self._stop))
+            for n, consumer in enumerate(self.consumers):
+                self._spawn(f"caseflow-consumer-{n}", partial(consumer.run, self._stop))
 
     def _spawn(self, name: str, target: Any) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

@@ -52,6 +52,7 @@ class Settings:
     amqp_prefix: str = "caseflow"
     agencies_file: str | None = None  # None = deployments/agencies.yaml
     max_message_bytes: int = 1024 * 1024
+    link_consumers: int = 4  # consumer connections per engine process (messages are handled concurrently)
     # local holiday arrangements (*.yaml) beside chinese-calendar's; see engine/calendar/files.py
     calendar_dir: str = "deployments/calendar"
     # users, roles, certificates (engine/directory.py); None: no directory, anyone may act on any task
@@ -76,6 +77,7 @@ class Settings:
             amqp_prefix=env.get("CASEFLOW_AMQP_PREFIX") or cls.amqp_prefix,
             agencies_file=env.get("CASEFLOW_AGENCIES_FILE") or None,
             max_message_bytes=_int("CASEFLOW_MAX_MESSAGE_BYTES", 1024 * 1024, 1024),
+            link_consumers=_int("CASEFLOW_LINK_CONSUMERS", 4, 1),
             calendar_dir=env.get("CASEFLOW_CALENDAR_DIR") or cls.calendar_dir,
             users_file=_optional_path(env.get("CASEFLOW_USERS_FILE"), cls.users_file),
         )
