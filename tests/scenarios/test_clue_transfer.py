@@ -299,3 +299,15 @@ def test_objection_through_the_real_jurisdiction_dispute_designates_the_sender(
     case.complete("close_case", {"closing_note": "由本机关依协商结果办结"})
     assert case.state == "completed"
     case.check_stable()
+
+
+def test_the_receiver_is_chosen_from_the_district_agencies(engine: Engine, clock: ManualClock) -> None:
+    _given(engine)
+    case = _start(engine, clock)
+    with pytest.raises(InvalidForm) as refused:
+        case.complete(
+            "register_clue", {**REGISTER, "receiver_agency": "区城管局"}
+        )  # a name, not one of the codes
+    assert "receiver_agency" in str(refused.value.details)
+    case.complete("register_clue", REGISTER)
+    assert case.variables["receiver_agency"] == RECEIVER
