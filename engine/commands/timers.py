@@ -69,16 +69,24 @@ class TimerCommands(EngineBase):
             if irow.state not in ("running", "incident"):  # an incident elsewhere does not stop a deadline
                 return
             loaded = self._load(conn, irow)
+            # The refresh below fires every timer of the instance that is due, not only this one: each firing
+            # goes in the audit trail (a missed deadline must show when it passed, e.g. two 7-day deadlines).
+            firing = conn.execute(
+                select(timer.c.task_id, timer.c.element_id, timer.c.due_at)
+                .where(timer.c.instance_id == t.instance_id, timer.c.due_at <= self.now())
+                .order_by(timer.c.due_at, timer.c.element_id)
+            ).all()
             outcome = _Outcome(
                 audit=[
                     audit.Entry(
                         "timer",
                         None,
                         self.now(),
-                        task_id=t.task_id,
-                        element_id=t.element_id,
-                        details={"due_at": due.isoformat() if (due := _utc(t.due_at)) else None},
+                        task_id=f.task_id,
+                        element_id=f.element_id,
+                        details={"due_at": due.isoformat() if (due := _utc(f.due_at)) else None},
                     )
+                    for f in firing or [t]
                 ]
             )
             error = None

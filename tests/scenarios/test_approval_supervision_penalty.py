@@ -592,6 +592,18 @@ def test_delivery_missed_creates_a_supervision_task(engine: Engine, clock: Manua
     case.check_stable()
 
 
+def test_delivery_and_publicity_missed_together_are_each_supervised_and_audited(
+    engine: Engine, clock: ManualClock
+) -> None:
+    _given(engine)
+    case = _decided(engine, clock)
+    advance_to(engine, clock, shanghai(2026, 4, 16, 9))  # both 7-working-day deadlines ended with 04-15
+    assert {"supervise_delivery", "supervise_publicity"} <= set(case.open_elements())
+    fired = sorted(e["element_id"] for e in case.audit() if e["command"] == "timer")
+    assert fired == ["delivery_overdue", "inspection_due", "publicity_overdue"]
+    case.check_stable()
+
+
 def test_fine_unpaid_after_15_days_gets_a_surcharge_notice(engine: Engine, clock: ManualClock) -> None:
     _given(engine)
     case = _decided(engine, clock, at=shanghai(2026, 8, 14, 10))  # decided on 09-15
