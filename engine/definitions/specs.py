@@ -484,7 +484,7 @@ def address(engine: Any, my_task: Any, text: str | None) -> Any:
     if not text or not text.strip():
         return None
     if "${" not in text:
-        return text.strip()
+        return text.strip().strip("'\"")  # also a quoted literal: 'public_security'
     return engine.evaluate(my_task, text)
 
 
