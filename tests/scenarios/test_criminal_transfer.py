@@ -163,7 +163,11 @@ def test_happy_path_approved_transferred_with_copy_filed_items_handed_over_prose
     assert case.waiting_for_messages() == ["police_not_competent", "police_receipt"]
 
     case.reply("police_receipt", {"receipt_no": "湖公回〔2026〕15号"})
-    assert case.waiting_for_messages() == ["police_filing_decision", "police_materials_incomplete"]
+    assert case.waiting_for_messages() == [
+        "police_filing_decision",
+        "police_materials_incomplete",
+        "police_not_competent",
+    ]
     assert set(case.timers()) == {"filing_overdue"}
     case.reply("police_filing_decision", FILED)
     assert case.timers().keys() == {"handover_overdue"}
@@ -219,8 +223,22 @@ def test_police_not_competent_pass_it_on_and_tell_the_agency(engine: Engine, clo
     case.complete("record_pass_on", {"pass_on_notice_no": "湖公转〔2026〕2号"})
     assert case.variables["passed_to"] == "三门峡市公安局经侦支队"
     case.reply("police_receipt", {"receipt_no": "门公经回〔2026〕1号"})
-    assert case.waiting_for_messages() == ["police_filing_decision", "police_materials_incomplete"]
+    assert case.waiting_for_messages() == [
+        "police_filing_decision",
+        "police_materials_incomplete",
+        "police_not_competent",
+    ]
     case.check_stable()
+
+
+def test_police_pass_the_case_on_after_signing_the_receipt(engine: Engine, clock: ManualClock) -> None:
+    case = _accepted(engine, clock)
+    case.reply("police_not_competent", {"passed_to": "三门峡市公安局经侦支队", "pass_on_reason": "级别管辖"})
+    assert_task(case.task("record_pass_on"), lane="移送机关执法人员", groups=[f"{AGENCY}:officer"])
+    assert "police_filing_decision" in case.waiting_for_messages()  # the competent police decide on filing
+    case.complete("record_pass_on", {"pass_on_notice_no": "湖公转〔2026〕3号"})
+    case.reply("police_filing_decision", FILED)
+    assert case.open_elements() == ["hand_over_items"]
 
 
 def test_materials_incomplete_are_supplemented_within_three_days(engine: Engine, clock: ManualClock) -> None:
