@@ -9,6 +9,8 @@ import pytest
 
 from adapters import envelope as env
 from adapters.agencies import Keyring, development_key, load
+from engine.app import agencies
+from engine.settings import Settings, SettingsError
 
 KEY = development_key("market_regulation")
 
@@ -140,3 +142,20 @@ def test_development_keys_are_deterministic_and_production_has_none() -> None:
     assert prod.get("procuratorate") is None
     with pytest.raises(ValueError, match="procuratorate"):
         prod.require(["court", "procuratorate"])
+
+
+def test_production_refuses_to_start_without_real_keys_for_the_served_agencies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    production = Settings(
+        database_url="postgresql://caseflow@db/caseflow", environment="production", agencies=("court",)
+    )
+    with pytest.raises(SettingsError, match="court"):
+        agencies(production)
+    monkeypatch.setenv("CASEFLOW_KEY_COURT", "k" * 40)
+    _registry, served, keyring = agencies(production)
+    assert served == ("court",) and keyring.key("court") == b"k" * 40
+    assert keyring.get("procuratorate") is None  # never a development key in production
+    with pytest.raises(SettingsError, match="nowhere"):
+        agencies(Settings(agencies=("nowhere",)))
+    assert agencies(Settings())[1] == load().district_codes()
