@@ -28,7 +28,10 @@ EVIDENCE = {
     "inspection_report": "豫质检〔2026〕0312号",
 }
 REPORT = {
-    "team_officers": "张三（豫执 410001）、李四（豫执 410002）",
+    "officer_1_id": "zhangwei",
+    "officer_1_cert": "豫执 4112020101",
+    "officer_2_id": "lina",
+    "officer_2_cert": "豫执 4112020102",
     "suspected_crime": "销售假冒注册商标的商品罪",
     "investigation_report": "经查，当事人销售假冒白酒，货值金额 18 万元……",
     "transfer_report_no": "湖市监报〔2026〕3号",
@@ -197,6 +200,17 @@ def test_happy_path_approved_transferred_with_copy_filed_items_handed_over_prose
 
 
 # ----------------------------------------------------------------------------------------------- refusal
+def test_one_officer_named_twice_is_not_a_team_and_the_report_comes_back(
+    engine: Engine, clock: ManualClock
+) -> None:
+    case = _given(engine, clock)
+    case.complete("preserve_evidence", EVIDENCE)
+    case.complete("write_report", {**REPORT, "officer_2_id": "zhangwei", "officer_2_cert": "豫执 4112020101"})
+    assert case.open_elements() == ["write_report"]  # 310令 Art. 5: at least two officers
+    case.complete("write_report", REPORT)
+    assert case.open_elements() == ["head_approval"]
+
+
 def test_head_refuses_and_the_reasons_are_recorded_nothing_is_sent(
     engine: Engine, clock: ManualClock
 ) -> None:

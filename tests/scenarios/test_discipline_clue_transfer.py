@@ -202,7 +202,10 @@ def test_the_clue_travels_only_to_the_discipline_commission(engine: Engine, cloc
     other.complete(
         "write_report",
         {
-            "team_officers": "张三、李四",
+            "officer_1_id": "zhangwei",
+            "officer_1_cert": "豫执 4112020101",
+            "officer_2_id": "lina",
+            "officer_2_cert": "豫执 4112020102",
             "suspected_crime": "x",
             "investigation_report": "y",
             "transfer_report_no": "z",

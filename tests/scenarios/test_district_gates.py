@@ -44,7 +44,10 @@ def test_only_certified_officers_and_the_head_act_on_a_criminal_transfer(
     case.complete(
         "write_report",
         {
-            "team_officers": "张伟、李娜",
+            "officer_1_id": "zhangwei",
+            "officer_1_cert": "豫执 4112020101",
+            "officer_2_id": "lina",
+            "officer_2_cert": "豫执 4112020102",
             "suspected_crime": "销售假冒注册商标的商品罪",
             "investigation_report": "经查……",
             "transfer_report_no": "湖市监报1号",
@@ -67,7 +70,10 @@ def test_a_refusal_is_not_recorded_without_its_reasons(engine: Engine, clock: Ma
     case.complete(
         "write_report",
         {
-            "team_officers": "张伟、李娜",
+            "officer_1_id": "zhangwei",
+            "officer_1_cert": "豫执 4112020101",
+            "officer_2_id": "lina",
+            "officer_2_cert": "豫执 4112020102",
             "suspected_crime": "x",
             "investigation_report": "y",
             "transfer_report_no": "z",
