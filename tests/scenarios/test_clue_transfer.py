@@ -311,3 +311,19 @@ def test_the_receiver_is_chosen_from_the_district_agencies(engine: Engine, clock
     assert "receiver_agency" in str(refused.value.details)
     case.complete("register_clue", REGISTER)
     assert case.variables["receiver_agency"] == RECEIVER
+
+
+def test_a_handling_deadline_in_an_unknown_calendar_year_is_flagged_not_silently_computed(
+    engine: Engine, clock: ManualClock
+) -> None:
+    _given(engine)
+    clock.set(shanghai(2026, 11, 20, 10, 0))
+    case = _transferred(engine, clock, "HB-A1-CAL-5")
+    case.complete("acknowledge_receipt", ACK)
+    case.complete("review_jurisdiction", ACCEPT)
+    # 90 calendar days end in February 2027, a year whose holiday arrangement is not published yet.
+    task = case.task("handle_case")
+    assert_task(task, due=shanghai(2027, 2, 19, 0, 0))
+    assert task["deadline_note"] and "2027" in task["deadline_note"]
+    flagged = {f["element_id"] for f in case.view()["flags"] if f["kind"] == "deadline_estimated"}
+    assert flagged == {"handle_case", "handling_overdue"}
