@@ -507,6 +507,16 @@ def test_the_u_parameters_default_to_practice_and_can_be_set_per_case(
     assert longer.due("push_overdue") == _end_of(shanghai(2026, 10, 9))
     assert_task(longer.task("push_licence"), due=_end_of(shanghai(2026, 10, 9)))
 
+    # An enterprise not yet classified is inspected like class B (the table's last row).
+    unclassified = start(
+        engine, clock, KEY, case_no="XK-2026-0003", enterprise="某个体户", supervising_agency=AGENCY
+    )
+    unclassified.complete("approve_licence", APPROVE, user="tangbo")
+    unclassified.complete("push_licence", PUSH, user="hanxue")
+    unclassified.complete("claim_licence", CLAIM, user="liuyang")
+    assert unclassified.variables["credit_risk_class"] == ""
+    assert unclassified.variables["inspection"]["interval"] == "P6M"
+
 
 def test_claim_missed_ends_on_the_adjusted_working_saturday(engine: Engine, clock: ManualClock) -> None:
     _given(engine)
