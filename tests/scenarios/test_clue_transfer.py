@@ -327,3 +327,15 @@ def test_a_handling_deadline_in_an_unknown_calendar_year_is_flagged_not_silently
     assert task["deadline_note"] and "2027" in task["deadline_note"]
     flagged = {f["element_id"] for f in case.view()["flags"] if f["kind"] == "deadline_estimated"}
     assert flagged == {"handle_case", "handling_overdue"}
+
+
+def test_the_supervised_agency_cannot_set_its_own_deadline(engine: Engine, clock: ManualClock) -> None:
+    """The [U] periods are parameters of the model (set_periods), not of the case: a start variable is ignored."""
+    _given(engine)
+    clock.set(shanghai(2026, 3, 6, 16, 30))
+    case = start(engine, clock, "clue_transfer", case_no="HB-A1-P", sender_agency=SENDER, ack_period="P30D")
+    case.complete("register_clue", REGISTER)
+    case.complete("approve_transfer", APPROVE)
+    case.complete("issue_transfer_letter", LETTER)
+    assert case.due("ack_overdue") == shanghai(2026, 3, 11, 0, 0)
+    assert case.variables["ack_period"] == "P2D"
