@@ -584,3 +584,44 @@ def test_filing_decision_deadline_spans_national_day(engine: Engine, clock: Manu
     clock.set(shanghai(2026, 9, 29, 10, 0))
     case = _accepted(engine, clock, "HB-A2-CAL-3")
     assert case.due("filing_overdue") == shanghai(2026, 10, 10, 0, 0)
+
+
+# ------------------------------------------------------------------------- with the simulated external systems
+class _DirectClient:
+    """Stands in for adapters.client.AgencyClient: a reply is correlated straight into the engine."""
+
+    def __init__(self, engine: Engine, agency: str) -> None:
+        self.engine = engine
+        self.agency = agency
+
+    def reply(
+        self, received: dict[str, object], name: str, payload: dict[str, object], message_id: str
+    ) -> object:
+        keys = {"case_no": payload["case_no"]}
+        variables = {k: v for k, v in payload.items() if k != "case_no"}
+        return self.engine.correlate(name, correlation_keys=keys, variables=variables, message_id=message_id)
+
+
+def test_the_simulated_police_and_procuratorate_understand_the_model(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """adapters/agency_sim.py (caseflow agency-sim) answers the envelopes this model sends, by the same names."""
+    from adapters.agency_sim import Simulator
+
+    simulators = {
+        agency: Simulator(_DirectClient(engine, agency), filing_delay=0)
+        for agency in ("public_security", "procuratorate")
+    }
+    for simulator in simulators.values():
+        # Answer "later" at once, in this thread.
+        simulator._later = lambda _delay, received, name, payload, s=simulator: s._reply(
+            received, name, payload
+        )
+    case = _transferred(engine, clock)
+    for sent in case.sent():
+        assert sent.to is not None
+        simulators[sent.to].on_message(sent.envelope)
+    assert case.variables["receipt_no"].startswith("回执-")
+    assert case.variables["filed"] is True
+    assert case.open_elements() == ["hand_over_items"]
+    assert [e["name"] for e in simulators["procuratorate"].received] == ["criminal_case_transfer_copy"]
