@@ -330,6 +330,16 @@ class Consumer:
                 backoff = 0.5
                 while not stop.is_set():
                     connection.process_data_events(time_limit=0.5)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                self.connected.clear()
+                hint = (
+                    " (is the topology declared? run caseflow topology apply)"
+                    if exc.reply_code == 404
+                    else ""
+                )
+                log.warning("consumer: %s%s; retrying in %.1fs", exc.reply_text, hint, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
             except BROKER_ERRORS as exc:
                 self.connected.clear()
                 log.warning(
