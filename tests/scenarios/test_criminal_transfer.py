@@ -92,7 +92,11 @@ def _reconsideration_refused(engine: Engine, clock: ManualClock) -> Case:
     case = _not_filed(engine, clock)
     case.complete(
         "decide_reconsideration",
-        {"request_reconsideration": True, "reconsideration_reason": "货值已达追诉标准"},
+        {
+            "files_returned": True,
+            "request_reconsideration": True,
+            "reconsideration_reason": "货值已达追诉标准",
+        },
     )
     case.reply(
         "police_reconsideration_decision",
@@ -284,7 +288,11 @@ def test_not_filed_reconsideration_requested_and_police_file_on_reconsideration(
     assert case.variables["not_filed_reasons"] == NOT_FILED["not_filed_reasons"]
     case.complete(
         "decide_reconsideration",
-        {"request_reconsideration": True, "reconsideration_reason": "货值已达追诉标准"},
+        {
+            "files_returned": True,
+            "request_reconsideration": True,
+            "reconsideration_reason": "货值已达追诉标准",
+        },
     )
     [request] = case.sent("reconsideration_request")
     assert request.to == "public_security"
@@ -378,7 +386,11 @@ def test_no_criminal_outcome_returns_the_case_for_an_administrative_penalty(
     ("answer", "proposal"),
     [
         pytest.param(
-            {"request_reconsideration": False, "reconsideration_reason": "接受不立案决定"},
+            {
+                "files_returned": True,
+                "request_reconsideration": False,
+                "reconsideration_reason": "接受不立案决定",
+            },
             None,
             id="no-request",
         ),
@@ -521,7 +533,11 @@ def test_police_do_not_decide_the_reconsideration_within_three_days(
     case = _not_filed(engine, clock)
     case.complete(
         "decide_reconsideration",
-        {"request_reconsideration": True, "reconsideration_reason": "货值已达追诉标准"},
+        {
+            "files_returned": True,
+            "request_reconsideration": True,
+            "reconsideration_reason": "货值已达追诉标准",
+        },
     )
     assert advance_to(engine, clock, case.due("reconsideration_decision_overdue")) == 1
     assert_task(
