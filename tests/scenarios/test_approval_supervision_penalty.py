@@ -386,6 +386,42 @@ def test_failed_legal_review_loops_back_until_a_review_passes(engine: Engine, cl
     case.check_stable()
 
 
+def test_a_correction_that_raises_the_penalty_is_notified_again(engine: Engine, clock: ManualClock) -> None:
+    _given(engine)
+    case = _noticed(engine, clock, MAJOR)
+    assert case.variables["notified_fine"] == 200000
+    case.complete("record_defence", DEFENCE, user="zhangwei")
+    case.complete("legal_review", REVIEW_FAILED, user="chenjing")
+    heavier = {
+        "correction_summary": "补充证据后认定货值8万元",
+        "measure": "suspension",
+        "fine_amount": 300000,
+        "confiscation_amount": 0,
+    }
+    case.complete("correct_case", heavier, user="zhangwei")
+    # The party was told of 200000 yuan and no suspension: a new notice and a new defence period first.
+    assert case.open_elements() == ["notify_penalty"]
+    case.complete("notify_penalty", {**NOTICE, "notice_no": "湖市监告〔2026〕31-1号"}, user="zhangwei")
+    assert case.variables["notified_fine"] == 300000
+    assert case.variables["proposed"]["basis"] == "责令停产停业"
+    case.complete("record_defence", HEARING_WANTED, user="zhangwei")
+    assert case.open_elements() == ["notice_hearing"]  # suspension gives a hearing right, now used
+    case.check_stable()
+
+
+def test_a_decision_heavier_than_the_notice_is_refused(engine: Engine, clock: ManualClock) -> None:
+    _given(engine)
+    case = _noticed(engine, clock, GENERAL)
+    case.complete("record_defence", DEFENCE, user="zhangwei")
+    case.complete("decide", {**DECIDE, "fine_amount": 8000}, user="zhaomin")
+    assert case.open_elements() == ["decide"]
+    assert "第四十五条" in case.variables["decision_refusal"]
+    case.complete("decide", {**DECIDE, "fine_amount": 4000}, user="zhaomin")  # lighter after the defence
+    assert case.open_elements() == ["deliver_decision", "publicize"]
+    assert case.variables["fine_amount"] == 4000
+    case.check_stable()
+
+
 def test_the_same_officer_twice_is_refused_and_the_investigation_comes_back(
     engine: Engine, clock: ManualClock
 ) -> None:
