@@ -14,8 +14,9 @@ on the ``engine`` fixture (SQLite and PostgreSQL) with the injected :class:`~tes
 
 Stable API (models-B imports it): :func:`model_file`, :func:`deploy_models`, :func:`deploy_fixture`,
 :func:`start`, :class:`Case` (``id``, ``case_no``, ``view``, ``state``, ``variables``, ``open_elements``,
-``task``, ``has_task``, ``timers``, ``due``, ``sent``, ``waiting_for_messages``, ``audit``, ``complete``,
-``reply``, ``check_stable``), :class:`Sent`, :func:`advance`, :func:`advance_to`, :func:`fire_timers`,
+``tasks``, ``task``, ``has_task``, ``timers``, ``due``, ``sent``, ``waiting_for_messages``, ``audit``,
+``complete``, ``reply``, ``check_stable``), :class:`Sent` (``name``, ``to``, ``sender``, ``payload``,
+``correlation_keys``, ``envelope``), :func:`advance`, :func:`advance_to`, :func:`fire_timers`,
 :func:`assert_task`, :func:`roles`, :func:`shanghai`, :func:`utc`, ``SHANGHAI``. Add to it; do not change
 what is there.
 """
