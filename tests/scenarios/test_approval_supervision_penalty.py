@@ -516,18 +516,13 @@ def test_push_missed_over_national_day_creates_a_supervision_task(engine: Engine
     case.check_stable()
 
 
-def test_the_u_parameters_default_to_practice_and_can_be_set_per_case(
+def test_the_u_parameters_are_set_by_the_model_not_by_whoever_starts_the_case(
     engine: Engine, clock: ManualClock
 ) -> None:
-    """[U]/[S] periods are variables set once when the case starts (practice values by default)."""
+    """[U]/[S] periods are variables set once when the case starts, to the practice values written in the
+    model (one place for an editor to change); a start variable cannot loosen them."""
     _given(engine)
     advance_to(engine, clock, shanghai(2026, 9, 29, 10))
-    default = _start(engine, clock)
-    assert {k: default.variables[k] for k in ("push_period", "claim_period", "publicity_period_days")} == {
-        "push_period": "P2D",
-        "claim_period": "P2D",
-        "publicity_period_days": "P7D",
-    }
     longer = start(
         engine,
         clock,
@@ -536,12 +531,17 @@ def test_the_u_parameters_default_to_practice_and_can_be_set_per_case(
         enterprise="三门峡某餐饮管理有限公司",
         credit_risk_class="C",
         supervising_agency=AGENCY,
-        push_period="P3D",
+        push_period="P30D",
     )
+    assert {k: longer.variables[k] for k in ("push_period", "claim_period", "publicity_period_days")} == {
+        "push_period": "P2D",
+        "claim_period": "P2D",
+        "publicity_period_days": "P7D",
+    }
     longer.complete("approve_licence", APPROVE, user="tangbo")
-    # Three working days after 09-29: 09-30, 10-08, 10-09.
-    assert longer.due("push_overdue") == _end_of(shanghai(2026, 10, 9))
-    assert_task(longer.task("push_licence"), due=_end_of(shanghai(2026, 10, 9)))
+    # Two working days after 09-29: 09-30 and 10-08, whatever the starter asked for.
+    assert longer.due("push_overdue") == _end_of(shanghai(2026, 10, 8))
+    assert_task(longer.task("push_licence"), due=_end_of(shanghai(2026, 10, 8)))
 
     # An enterprise not yet classified is inspected like class B (the table's last row).
     unclassified = start(
