@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+
 from engine.commands import Engine
+from engine.errors import InvalidForm
 from tests.conftest import ManualClock
 from tests.scenarios.support import Case, advance_to, assert_task, deploy_models, shanghai, start
 
@@ -179,6 +182,8 @@ def test_failed_coordination_goes_to_the_district_government_for_a_decision(
         lane=LANE_GOVERNMENT,
         groups=["government:head"],
     )
+    with pytest.raises(InvalidForm):  # the designated agency is one of the district's, chosen from a list
+        case.complete("government_decision", {**GOVERNMENT, "decided_agency": "城管"}, user="yangfan")
     case.complete("government_decision", {**GOVERNMENT, "decided_agency": SENDER}, user="yangfan")
     assert case.variables["designated_agency"] == SENDER
     assert case.variables["designation_basis"] == "区政府决定"
