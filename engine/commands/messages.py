@@ -194,9 +194,9 @@ class MessageCommands(EngineBase):
                 )
             for definition in starts:
                 results.append(
-                    self._start_in(
-                        conn, definition, business_key, {**variables}, actor, message=(name, {**variables})
-                    )
+                    # The message's variables enter through its start event, which may limit them
+                    # (caseflow:payload on a catch).
+                    self._start_in(conn, definition, business_key, {}, actor, message=(name, {**variables}))
                 )
         if not results:
             if ttl > 0:
@@ -279,20 +279,29 @@ class MessageCommands(EngineBase):
             done += 1
         return done
 
+    def has_pending_outbox(self, which: str = "all") -> bool:
+        """Is any row due to be relayed? (A cheap read, so an idle relay can poll often.)"""
+        with read_only(self.db) as conn:
+            query = select(outbox.c.id).where(*self._due(which)).limit(1)
+            return conn.execute(query).first() is not None
+
+    def _due(self, which: str) -> list[Any]:
+        conditions = [
+            outbox.c.sent_at.is_(None),
+            outbox.c.failed_at.is_(None),
+            or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= self.now()),
+        ]
+        if which == "local":
+            conditions.append(outbox.c.target.is_(None))
+        elif which == "remote":
+            conditions.append(outbox.c.target.is_not(None))
+        return conditions
+
     def pending_outbox(self, conn: Connection, limit: int, which: str = "all") -> list[Any]:
         """Unsent rows due now, oldest first. ``which``: ``all``, ``local`` (no ``caseflow:to``: delivered in
         this engine) or ``remote`` (addressed to an agency). On PostgreSQL the rows are locked (SKIP LOCKED), so
         relays running at once each take different rows."""
-        query = select(outbox).where(
-            outbox.c.sent_at.is_(None),
-            outbox.c.failed_at.is_(None),
-            or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= self.now()),
-        )
-        if which == "local":
-            query = query.where(outbox.c.target.is_(None))
-        elif which == "remote":
-            query = query.where(outbox.c.target.is_not(None))
-        query = query.order_by(outbox.c.id).limit(limit)
+        query = select(outbox).where(*self._due(which)).order_by(outbox.c.id).limit(limit)
         if conn.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         return list(conn.execute(query).all())
@@ -305,6 +314,7 @@ class MessageCommands(EngineBase):
         which: str = "all",
         hold_lock: bool = False,
         raise_errors: bool = False,
+        publish_batch: Callable[[list[dict[str, Any]]], list[Exception | None]] | None = None,
     ) -> int:
         """Hand unsent outbox rows to the transport; a row is marked sent only after ``publish`` returned.
 
@@ -317,16 +327,19 @@ class MessageCommands(EngineBase):
         ``hold_lock``: read, publish and mark in one transaction, keeping the rows locked (``FOR UPDATE SKIP
         LOCKED`` on PostgreSQL) until their confirms arrived, so concurrent relays never publish the same row.
         ``publish`` must then not write to this database itself.
+
+        ``publish_batch`` (instead of ``publish``): hands over the whole batch at once and returns one outcome per
+        record (None: accepted; an exception: as above); if it raises, no row counts as sent.
         """
         failure: Exception | None = None
         if hold_lock:
             with unit_of_work(self.db) as conn:
                 rows = self.pending_outbox(conn, limit, which)
-                sent, failure = self._relay_rows(rows, publish, lambda: nullcontext(conn))
+                sent, failure = self._relay_rows(rows, publish, lambda: nullcontext(conn), publish_batch)
         else:
             with unit_of_work(self.db) as conn:
                 rows = self.pending_outbox(conn, limit, which)
-            sent, failure = self._relay_rows(rows, publish, lambda: unit_of_work(self.db))
+            sent, failure = self._relay_rows(rows, publish, lambda: unit_of_work(self.db), publish_batch)
         if failure is not None and raise_errors:
             raise failure
         return sent
@@ -336,39 +349,34 @@ class MessageCommands(EngineBase):
         rows: list[Any],
         publish: Callable[[dict[str, Any]], None],
         transaction: Callable[[], AbstractContextManager[Connection]],
+        publish_batch: Callable[[list[dict[str, Any]]], list[Exception | None]] | None = None,
     ) -> tuple[int, Exception | None]:
+        records = [{**row.envelope, "message_id": row.message_id} for row in rows]
+        outcomes: list[Exception | None] = []
+        if publish_batch is not None:
+            try:
+                outcomes = list(publish_batch(records))
+            except Exception as exc:
+                return 0, exc  # nothing known to be accepted: every row stays for a later pass
+        else:
+            for record in records:
+                try:
+                    publish(record)
+                except Exception as exc:
+                    outcomes.append(exc)
+                    if not isinstance(exc, CaseflowError | EnvelopeError):
+                        break
+                    continue
+                outcomes.append(None)
         sent: list[int] = []
         failure: Exception | None = None
-        for row in rows:
-            record = {**row.envelope, "message_id": row.message_id}
-            try:
-                publish(record)
-            except (CaseflowError, EnvelopeError) as exc:
-                reason = exc.reason if isinstance(exc, EnvelopeError) else exc.code
-                now = self.now()
-                with transaction() as conn:
-                    conn.execute(
-                        update(outbox)
-                        .where(outbox.c.id == row.id)
-                        .values(failed_at=now, attempts=row.attempts + 1, last_error=exc.message[:4000])
-                    )
-                    _insert_incident(
-                        conn,
-                        type(exc).__name__,
-                        f"message '{row.message_name}' could not be delivered: {exc.message}",
-                        now,
-                        instance_id=row.instance_id,
-                        element_id=row.envelope.get("from_element"),
-                        details={
-                            **envelope_summary(row.envelope),
-                            "message_id": row.message_id,
-                            "reason": reason,
-                            "dead_letter_queue": None,
-                        },
-                    )
-                continue
-            except Exception as exc:
-                failure = exc
+        for row, outcome in zip(rows, outcomes, strict=False):
+            if outcome is None:
+                sent.append(row.id)
+            elif isinstance(outcome, CaseflowError | EnvelopeError):
+                self._give_up(row, outcome, transaction)
+            else:
+                failure = failure or outcome
                 delay = min(30.0, 0.5 * 2 ** min(row.attempts, 10))
                 with transaction() as conn:
                     conn.execute(
@@ -376,12 +384,10 @@ class MessageCommands(EngineBase):
                         .where(outbox.c.id == row.id)
                         .values(
                             attempts=row.attempts + 1,
-                            last_error=f"{type(exc).__name__}: {exc}"[:4000],
+                            last_error=f"{type(outcome).__name__}: {outcome}"[:4000],
                             next_attempt_at=self.now() + timedelta(seconds=delay),
                         )
                     )
-                break
-            sent.append(row.id)
         if sent:
             with transaction() as conn:
                 conn.execute(
@@ -390,6 +396,36 @@ class MessageCommands(EngineBase):
                     .values(sent_at=self.now(), attempts=outbox.c.attempts + 1)
                 )
         return len(sent), failure
+
+    def _give_up(
+        self,
+        row: Any,
+        exc: CaseflowError | EnvelopeError,
+        transaction: Callable[[], AbstractContextManager[Connection]],
+    ) -> None:
+        """A row that can never be delivered: marked failed, with an incident saying why."""
+        reason = exc.reason if isinstance(exc, EnvelopeError) else exc.code
+        now = self.now()
+        with transaction() as conn:
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == row.id)
+                .values(failed_at=now, attempts=row.attempts + 1, last_error=exc.message[:4000])
+            )
+            _insert_incident(
+                conn,
+                type(exc).__name__,
+                f"message '{row.message_name}' could not be delivered: {exc.message}",
+                now,
+                instance_id=row.instance_id,
+                element_id=row.envelope.get("from_element"),
+                details={
+                    **envelope_summary(row.envelope),
+                    "message_id": row.message_id,
+                    "reason": reason,
+                    "dead_letter_queue": None,
+                },
+            )
 
     def receive(self, envelope: Mapping[str, Any]) -> dict[str, Any]:
         """A (checked) envelope becomes a correlate command, deduplicated by its message id.

@@ -103,6 +103,13 @@ def parse_payload(text: str | None) -> list[tuple[str, str]]:
 
 
 _CALENDAR_EVENTS = ("boundaryEvent", "intermediateCatchEvent")
+_CATCHING = ("boundaryEvent", "intermediateCatchEvent", "startEvent", "receiveTask")
+_IDENTIFIER = re.compile(r"^[A-Za-z_\u00c0-\uffff][A-Za-z0-9_\u00c0-\uffff]*$")
+
+
+def _local_name(node: Any) -> str:
+    tag = node.tag if isinstance(node.tag, str) else ""
+    return tag.rsplit("}", 1)[-1]
 
 
 def _calendar(parser: Any, duration: str | None) -> str | None:
@@ -171,12 +178,27 @@ class CaseflowEventParserMixin(EventDefinitionParser):  # type: ignore[misc]
         payload = parse_payload(self.node.get(f"{{{CASEFLOW_NS}}}payload"))
         to = self.node.get(f"{{{CASEFLOW_NS}}}to")
         sender = self.node.get(f"{{{CASEFLOW_NS}}}from")
+        accepts = None
+        if _local_name(self.node) in _CATCHING and self.node.get(f"{{{CASEFLOW_NS}}}payload") is not None:
+            # On a catch, caseflow:payload lists the only variables a message may set ("filed" or
+            # "police_reasons=reasons"): a reply from another agency cannot overwrite anything else.
+            accepts = payload
+            payload = []
+            for target, source in accepts:
+                if not _IDENTIFIER.match(target) or not _IDENTIFIER.match(source):
+                    raise ValidationException(
+                        f"caseflow:payload on a catching element lists variable names ('name' or "
+                        f"'variable=field'); '{target}={source}' is not one",
+                        node=self.node,
+                        file_name=self.filename,
+                    )
         return CaseflowMessageEventDefinition(
             name,
             correlations,
             payload=payload,
             to=to,
             sender=sender,
+            accepts=accepts,
             description=self.get_event_description(message_event),
         )
 

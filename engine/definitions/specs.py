@@ -419,12 +419,16 @@ class CaseflowMessageEventDefinition(MessageEventDefinition):  # type: ignore[mi
         payload: list[tuple[str, str]] | None = None,
         to: str | None = None,
         sender: str | None = None,
+        accepts: list[tuple[str, str]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(name, correlation_properties or [], **kwargs)
         self.payload = payload or []
         self.to = to
         self.sender = sender  # caseflow:from
+        # caseflow:payload on a catch: (variable, message field) pairs, the only variables a message may set;
+        # None: every variable the message carries (messages between instances of one engine)
+        self.accepts = accepts
 
     def catches(self, my_task: Any, event: Any) -> bool:
         if not isinstance(event, AddressedMessage):
@@ -472,6 +476,8 @@ class CaseflowMessageEventDefinition(MessageEventDefinition):  # type: ignore[mi
 
     def update_task_data(self, my_task: Any) -> None:
         payload = my_task.internal_data.get(self.name)
+        if payload and self.accepts is not None:
+            payload = {target: payload[source] for target, source in self.accepts if source in payload}
         if payload:
             my_task.set_data(**payload)
 
