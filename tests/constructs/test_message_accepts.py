@@ -71,7 +71,9 @@ def test_an_undeclared_catch_keeps_taking_every_variable(engine: Engine) -> None
         ]
     )
     started = engine.start(key="open_catch", variables={"case_no": "XS-2"})
-    engine.correlate("police_filing_decision", correlation_keys={"case_no": "XS-2"}, variables={"filed": True})
+    engine.correlate(
+        "police_filing_decision", correlation_keys={"case_no": "XS-2"}, variables={"filed": True}
+    )
     assert instance(engine, str(started["id"]))["variables"]["filed"] is True
 
 
