@@ -17,6 +17,7 @@ import hashlib
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -243,12 +244,21 @@ class NotAccepted(RuntimeError):
 
 
 class Publisher:
-    """One confirming channel (publisher confirms). Not thread-safe: one per thread."""
+    """One channel in confirm mode. Not thread-safe: one per thread.
 
-    def __init__(self, url: str) -> None:
+    :meth:`publish_many` sends a whole batch and then waits for the confirms of all of it (pipelined: one wait
+    for the batch instead of a round trip per message); :meth:`publish` is a batch of one.
+    """
+
+    def __init__(self, url: str, confirm_timeout: float = 30.0) -> None:
         self.url = url
+        self.confirm_timeout = confirm_timeout
         self._connection: Any = None
         self._channel: Any = None
+        self._published = 0  # delivery tags of this channel run 1, 2, …
+        self._confirmed: dict[int, bool] = {}  # tag -> acked (True) / nacked (False), until collected
+        self._unconfirmed: set[int] = set()
+        self._returned: set[str] = set()  # message ids the broker could not route (mandatory)
 
     def connect(self) -> None:
         if self._channel is not None and self._channel.is_open and self._connection.is_open:
@@ -257,31 +267,91 @@ class Publisher:
         try:
             self._connection = connect(self.url)
             self._channel = self._connection.channel()
-            self._channel.confirm_delivery()
+            self._published = 0
+            self._confirmed.clear()
+            self._unconfirmed.clear()
+            self._returned.clear()
+            ready: list[Any] = []
+            # The underlying channel's confirm mode with our own callbacks (the blocking channel's own confirm
+            # mode waits for every message in turn). Callbacks run inside process_data_events, in this thread.
+            impl = self._channel._impl
+            impl.add_on_return_callback(self._on_return)
+            impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=ready.append)
+            self._wait(lambda: bool(ready), "confirm mode")
         except BROKER_ERRORS as exc:
             self.close()
             raise BrokerUnavailable(f"cannot reach the broker: {type(exc).__name__} {exc}") from exc
 
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        acked = isinstance(method, pika.spec.Basic.Ack)
+        tags = (
+            [t for t in self._unconfirmed if t <= method.delivery_tag]
+            if method.multiple
+            else [method.delivery_tag]
+        )
+        for tag in tags:
+            self._unconfirmed.discard(tag)
+            self._confirmed[tag] = acked
+
+    def _on_return(self, _channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
+        if properties.message_id:
+            self._returned.add(properties.message_id)
+
+    def _wait(self, done: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + self.confirm_timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(
+                    f"no answer from the broker within {self.confirm_timeout:.0f}s ({what})"
+                )
+            self._connection.process_data_events(time_limit=0.05)
+
     def publish(self, exchange: str, routing_key: str, body: bytes, *, message_id: str | None = None) -> None:
         """Persistent, mandatory; returns only after the broker confirmed it (else raises)."""
+        [outcome] = self.publish_many(exchange, [(routing_key, body, message_id or "")])
+        if outcome is not None:
+            raise outcome
+
+    def publish_many(self, exchange: str, items: list[tuple[str, bytes, str]]) -> list[NotAccepted | None]:
+        """Publish ``(routing_key, body, message_id)`` items persistent and mandatory, then wait for every
+        confirm. Per item: None (confirmed and routed) or :class:`NotAccepted` (nacked, or unroutable). Raises
+        :class:`BrokerUnavailable` when the connection fails before all are confirmed (then none counts as sent)."""
         self.connect()
-        properties = pika.BasicProperties(
-            delivery_mode=pika.DeliveryMode.Persistent,
-            content_type="application/json",
-            content_encoding="utf-8",
-            message_id=message_id,
-        )
+        tags = []
         try:
-            self._channel.basic_publish(exchange, routing_key, body, properties=properties, mandatory=True)
-        except pika.exceptions.UnroutableError:
-            raise NotAccepted(
-                f"no queue is bound for '{routing_key}' on {exchange} (run caseflow topology apply)"
-            ) from None
-        except pika.exceptions.NackError:
-            raise NotAccepted("the broker refused the message (negative confirm)") from None
+            for routing_key, body, message_id in items:
+                properties = pika.BasicProperties(
+                    delivery_mode=pika.DeliveryMode.Persistent,
+                    content_type="application/json",
+                    content_encoding="utf-8",
+                    message_id=message_id or None,
+                )
+                self._channel._impl.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+                self._published += 1
+                self._unconfirmed.add(self._published)
+                tags.append(self._published)
+            self._wait(lambda: all(t in self._confirmed for t in tags), "publisher confirms")
+        except BrokerUnavailable:
+            self.close()
+            raise
         except BROKER_ERRORS as exc:
             self.close()
             raise BrokerUnavailable(f"lost the broker while publishing: {type(exc).__name__} {exc}") from exc
+        outcomes: list[NotAccepted | None] = []
+        for (routing_key, _body, message_id), tag in zip(items, tags, strict=True):
+            if not self._confirmed.pop(tag):
+                outcomes.append(NotAccepted("the broker refused the message (negative confirm)"))
+            elif message_id and message_id in self._returned:
+                self._returned.discard(message_id)
+                outcomes.append(
+                    NotAccepted(
+                        f"no queue is bound for '{routing_key}' on {exchange} (run caseflow topology apply)"
+                    )
+                )
+            else:
+                outcomes.append(None)
+        return outcomes
 
     def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None

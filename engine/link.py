@@ -47,7 +47,7 @@ class Link:
         *,
         max_bytes: int = env.DEFAULT_MAX_BYTES,
         batch: int = 200,
-        poll_s: float = 0.2,
+        poll_s: float = 0.05,
         consumers: int = 4,
     ) -> None:
         self.engine = engine
@@ -124,19 +124,25 @@ class Link:
             publisher.close()
 
     def relay_once(self, publisher: amqp.Publisher) -> int:
-        """One pass: publish due rows addressed to agencies, then deliver intra-engine rows here."""
-        publisher.connect()
-        sent = self.engine.relay_outbox(
-            lambda record: self.publish(publisher, record),
-            self.batch,
-            which="remote",
-            hold_lock=True,
-            raise_errors=True,
-        )
-        sent += self.engine.relay_outbox(self.local.publish, self.batch, which="local")
+        """One pass: publish due rows addressed to agencies (a batch, its confirms awaited together), then deliver
+        intra-engine rows here."""
+        sent = 0
+        if self.engine.has_pending_outbox("remote"):
+            publisher.connect()
+            sent += self.engine.relay_outbox(
+                lambda record: self.publish(publisher, record),
+                self.batch,
+                which="remote",
+                hold_lock=True,
+                raise_errors=True,
+                publish_batch=lambda records: self.publish_batch(publisher, records),
+            )
+        if self.engine.has_pending_outbox("local"):
+            sent += self.engine.relay_outbox(self.local.publish, self.batch, which="local")
         return sent
 
-    def publish(self, publisher: amqp.Publisher, record: Mapping[str, Any]) -> None:
+    def prepare(self, record: Mapping[str, Any]) -> tuple[str, bytes, str]:
+        """(routing key, signed body, message id) of an outbox record; EnvelopeError when it cannot be sent."""
         envelope = {k: v for k, v in record.items() if k in env.FIELDS and k != "signature"}
         sender = envelope.get("from")
         if sender is not None and sender not in self.served:
@@ -151,9 +157,29 @@ class Link:
             raise env.EnvelopeError(
                 "too_large", f"message is {len(body)} bytes; the limit is {self.max_bytes}", envelope
             )
-        publisher.publish(
-            self.names.exchange, str(envelope["to"]), body, message_id=str(envelope["message_id"])
-        )
+        return str(envelope["to"]), body, str(envelope["message_id"])
+
+    def publish(self, publisher: amqp.Publisher, record: Mapping[str, Any]) -> None:
+        routing_key, body, message_id = self.prepare(record)
+        publisher.publish(self.names.exchange, routing_key, body, message_id=message_id)
+
+    def publish_batch(
+        self, publisher: amqp.Publisher, records: list[dict[str, Any]]
+    ) -> list[Exception | None]:
+        outcomes: list[Exception | None] = [None] * len(records)
+        items, positions = [], []
+        for position, record in enumerate(records):
+            try:
+                items.append(self.prepare(record))
+            except env.EnvelopeError as exc:
+                outcomes[position] = exc
+                continue
+            positions.append(position)
+        if items:
+            confirmed = publisher.publish_many(self.names.exchange, items)
+            for position, outcome in zip(positions, confirmed, strict=True):
+                outcomes[position] = outcome
+        return outcomes
 
     # ------------------------------------------------------------------ dead letters of expired messages
     def dead_letter(self, envelope: Mapping[str, Any]) -> str:

@@ -42,8 +42,10 @@ def _transfer(app: Any, case_no: str = "HB-1") -> str:
 class RefusingPublisher(amqp.Publisher):
     """Connected, but every publish is negatively confirmed."""
 
-    def publish(self, exchange: str, routing_key: str, body: bytes, *, message_id: str | None = None) -> None:
-        raise amqp.NotAccepted("the broker refused the message (negative confirm)")
+    def publish_many(
+        self, exchange: str, items: list[tuple[str, bytes, str]]
+    ) -> list[amqp.NotAccepted | None]:
+        return [amqp.NotAccepted("the broker refused the message (negative confirm)") for _ in items]
 
 
 def test_relay_publishes_signed_persistent_envelopes_and_marks_them_sent_only_after_the_confirm(
@@ -174,3 +176,21 @@ def test_an_unknown_receiver_or_a_missing_sender_is_an_incident_and_is_not_retri
     assert "no_such_agency" in found["unknown_agency"].message
     [(_, body)] = broker.drain(broker.names.inbox("court"))
     assert env.decode(body)["correlation_keys"] == {"case_no": "HB-3"} and ok["state"] == "completed"
+
+
+def test_a_message_no_queue_is_bound_for_stays_unsent_and_the_rest_of_the_batch_goes(
+    tmp_path: Any, broker: Broker
+) -> None:
+    app = app_for((f"sqlite:///{tmp_path / 'a.db'}", None), broker, SENDER)
+    assert app.link is not None
+    deploy(app.engine, "addressed_by_variable.bpmn")
+    for n, target in enumerate(["court", "procuratorate", "court"]):  # this test's topology has no procuratorate
+        app.engine.start(key="link_addressed", variables={"case_no": f"HB-{n}", "target": target})
+    publisher = amqp.Publisher(broker.url)
+    with pytest.raises(amqp.NotAccepted, match="no queue is bound for 'procuratorate'"):
+        app.link.relay_once(publisher)
+    publisher.close()
+    rows = outbox_rows(app.engine)
+    assert [r.sent_at is not None for r in rows] == [True, False, True]
+    assert rows[1].failed_at is None and rows[1].next_attempt_at is not None  # retried later, not given up
+    assert broker.count(broker.names.inbox("court")) == 2
