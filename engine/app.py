@@ -88,7 +88,9 @@ def agencies(settings: Settings) -> tuple[Registry, tuple[str, ...], Keyring]:
         served = settings.agencies or registry.district_codes()
         unknown = [code for code in served if code not in registry]
         if unknown:
-            raise AgencyError(f"CASEFLOW_AGENCIES names agencies not in the agencies file: {', '.join(unknown)}")
+            raise AgencyError(
+                f"CASEFLOW_AGENCIES names agencies not in the agencies file: {', '.join(unknown)}"
+            )
         keyring = Keyring(registry, production=settings.environment == "production")
         if settings.environment == "production":
             keyring.require(served)
@@ -126,7 +128,9 @@ def load_users(settings: Settings) -> Directory | None:
 
 
 def deploy_directory(engine: Engine, directory: str | Path, actor: str = "system") -> list[dict[str, Any]]:
-    """Deploy the bundled models (each file its own deployment; unchanged files create nothing)."""
+    """Deploy the bundled models: each BPMN file its own deployment (with every DMN file beside it), so that
+    unchanged files create nothing. A process that calls one from another file deploys after it: files that
+    fail are tried again as long as another file deployed in the meantime."""
     path = Path(directory)
     results: list[dict[str, Any]] = []
     if not path.is_dir():
@@ -134,6 +138,29 @@ def deploy_directory(engine: Engine, directory: str | Path, actor: str = "system
             "no models deployed on start: %s is not a directory (set CASEFLOW_BPMN_DIR)", path.resolve()
         )
         return results
+    files = sorted(
+        p for p in path.iterdir() if p.suffix in (".bpmn", ".dmn") or p.name.endswith(".bpmn20.xml")
+    )
+    dmn = [(p.name, p.read_bytes()) for p in files if p.suffix == ".dmn"]
+    pending = [p for p in files if p.suffix != ".dmn"]
+    failures: dict[str, str] = {}
+    while pending:
+        failed = []
+        for p in pending:
+            try:
+                results.append(
+                    engine.deploy([(p.name, p.read_bytes()), *dmn], name=p.stem, source="bpmn/", actor=actor)
+                )
+                failures.pop(p.name, None)
+            except InvalidModel as exc:
+                failures[p.name] = exc.message
+                failed.append(p)
+        if len(failed) == len(pending):
+            break
+        pending = failed
+    for name, message in failures.items():
+        log.error("bundled model %s was not deployed: %s", name, message)
+    return results
     files = sorted(
         p for p in path.iterdir() if p.suffix in (".bpmn", ".dmn") or p.name.endswith(".bpmn20.xml")
     )

@@ -43,3 +43,31 @@ def test_the_demo_process_runs_through_the_built_application(tmp_path: Path) -> 
 def test_a_missing_models_directory_deploys_nothing(tmp_path: Path) -> None:
     app = build(Settings(database_url=f"sqlite:///{tmp_path / 'caseflow.db'}"))
     assert deploy_directory(app.engine, tmp_path / "no-such-dir") == []
+
+
+def test_a_calling_process_deploys_after_the_file_it_calls_and_a_broken_file_is_only_logged(
+    tmp_path: Path,
+) -> None:
+    from tests.bpmn_util import chain, process
+
+    models = tmp_path / "models"
+    models.mkdir()
+    # "a_" sorts first, but it calls the process in "z_": it must wait for it.
+    (models / "a_caller.bpmn").write_bytes(
+        process(
+            "caller",
+            f"""
+  <bpmn:startEvent id="start"/>
+  <bpmn:callActivity id="call" calledElement="callee"/>
+  <bpmn:endEvent id="end"/>
+  {chain("start", "call", "end")}""",
+        )
+    )
+    (models / "z_callee.bpmn").write_bytes(
+        process("callee", '<bpmn:startEvent id="s"/><bpmn:endEvent id="e"/>' + chain("s", "e"))
+    )
+    (models / "m_broken.bpmn").write_bytes(b"<not-bpmn/>")
+    app = build(Settings(database_url=f"sqlite:///{tmp_path / 'caseflow.db'}"))
+    deployed = deploy_directory(app.engine, models)
+    assert sorted(d["definitions"][0]["key"] for d in deployed) == ["callee", "caller"]
+    assert app.engine.start(key="caller")["state"] == "completed"
