@@ -78,6 +78,9 @@ class AgencyClient:
         message_id: str | None = None,
     ) -> dict[str, Any]:
         """Sign and publish one message to agency ``to``; returns the envelope once the broker confirmed it.
+
+        The receiving engine correlates on ``correlation_keys`` (e.g. ``{"case_no": …}``); a ``business_key``
+        narrows that to the instance with exactly this business key, so leave it None unless you know it.
         Reusing a ``message_id`` (e.g. when retrying after an error) makes the receiver handle it once."""
         self.registry.get(to)
         envelope = env.sign(
