@@ -409,7 +409,7 @@ class Consumer:
                 )
                 log.warning("consumer: %s%s; retrying in %.1fs", exc.reply_text, hint, backoff)
                 stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, 5.0)
             except BROKER_ERRORS as exc:
                 self.connected.clear()
                 log.warning(
@@ -419,7 +419,7 @@ class Consumer:
                     backoff,
                 )
                 stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, 5.0)
             finally:
                 self.connected.clear()
                 if connection is not None:

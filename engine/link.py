@@ -110,7 +110,7 @@ class Link:
                     self.relay_error = str(exc)
                     log.warning("relay: %s; retrying in %.1fs", exc, backoff)
                     self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 10.0)
+                    backoff = min(backoff * 2, 5.0)
                     continue
                 except Exception as exc:
                     self.relay_error = str(exc)
