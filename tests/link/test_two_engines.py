@@ -2,7 +2,8 @@
 
 A (market_regulation) transfers a clue with a message throw (caseflow:to="urban_management"); in B
 (urban_management) the message start event starts the receiving process, which replies
-(caseflow:to="${sender_agency}"); A's waiting instance continues and completes. Each side runs
+(caseflow:to="${sender_agency}"); A's waiting instance continues and completes. A keeps SQLite; B runs on
+SQLite and on PostgreSQL. Each side runs
 ``caseflow worker`` as a subprocess (scheduler, relay and consumer), stopped with SIGTERM at the end.
 """
 
@@ -14,7 +15,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from engine.store.db import read_only
 from engine.store.tables import outbox
@@ -59,10 +62,23 @@ def _sent(app: Any) -> list[Any]:
         return list(conn.execute(select(outbox.c.sent_at, outbox.c.envelope)).all())
 
 
-def test_two_engine_processes_complete_a_transfer_and_its_reply(tmp_path: Path, broker: Broker) -> None:
-    db_a, db_b = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+@pytest.mark.parametrize("b_database", ["sqlite", "postgres"])
+def test_two_engine_processes_complete_a_transfer_and_its_reply(
+    tmp_path: Path, broker: Broker, b_database: str, request: pytest.FixtureRequest
+) -> None:
+    db_a = f"sqlite:///{tmp_path / 'a.db'}"
+    b_schema: str | None = None
+    if b_database == "sqlite":
+        db_b = pg_url = f"sqlite:///{tmp_path / 'b.db'}"
+    else:  # B's own PostgreSQL schema; the worker process gets it as libpq's search_path
+        pg_url, b_schema = request.getfixturevalue("pg_schema")
+        db_b = (
+            make_url(pg_url)
+            .update_query_dict({"options": f"-csearch_path={b_schema}"})
+            .render_as_string(hide_password=False)
+        )
     a = app_for((db_a, None), broker, ("market_regulation",))
-    b = app_for((db_b, None), broker, ("urban_management",))
+    b = app_for((pg_url, b_schema), broker, ("urban_management",))
     deploy(a.engine, "clue_sender.bpmn")
     deploy(b.engine, "clue_receiver.bpmn")
     workers = [
