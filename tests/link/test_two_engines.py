@@ -2,9 +2,9 @@
 
 A (market_regulation) transfers a clue with a message throw (caseflow:to="urban_management"); in B
 (urban_management) the message start event starts the receiving process, which replies
-(caseflow:to="${sender_agency}"); A's waiting instance continues and completes. A keeps SQLite; B runs on
-SQLite and on PostgreSQL. Each side runs
-``caseflow worker`` as a subprocess (scheduler, relay and consumer), stopped with SIGTERM at the end.
+(caseflow:to="${sender_agency}"); A's waiting instance continues and completes. Each side runs ``caseflow worker``
+as a subprocess (scheduler, relay and consumer), stopped with SIGTERM at the end. A keeps SQLite; B runs on SQLite
+and on PostgreSQL.
 """
 
 from __future__ import annotations
