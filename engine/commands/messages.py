@@ -43,6 +43,9 @@ from engine.store.tables import (
     processed_message,
 )
 
+# A row the broker keeps refusing (e.g. no inbox bound for its agency) raises an incident at this attempt.
+STUCK_AFTER_ATTEMPTS = 5
+
 
 class MessageCommands(EngineBase):
     def correlate(
@@ -388,6 +391,22 @@ class MessageCommands(EngineBase):
                             next_attempt_at=self.now() + timedelta(seconds=delay),
                         )
                     )
+                    if row.attempts + 1 == STUCK_AFTER_ATTEMPTS:  # tell someone once; keep trying
+                        _insert_incident(
+                            conn,
+                            "MessageNotAccepted",
+                            f"message '{row.message_name}' was not accepted after {STUCK_AFTER_ATTEMPTS} attempts "
+                            f"and is still being retried: {outcome}",
+                            self.now(),
+                            instance_id=row.instance_id,
+                            element_id=row.envelope.get("from_element"),
+                            details={
+                                **envelope_summary(row.envelope),
+                                "message_id": row.message_id,
+                                "reason": "not_accepted",
+                                "dead_letter_queue": None,
+                            },
+                        )
         if sent:
             with transaction() as conn:
                 conn.execute(

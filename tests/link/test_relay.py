@@ -179,12 +179,14 @@ def test_an_unknown_receiver_or_a_missing_sender_is_an_incident_and_is_not_retri
 
 
 def test_a_message_no_queue_is_bound_for_stays_unsent_and_the_rest_of_the_batch_goes(
-    tmp_path: Any, broker: Broker
+    tmp_path: Any, broker: Broker, clock: ManualClock
 ) -> None:
-    app = app_for((f"sqlite:///{tmp_path / 'a.db'}", None), broker, SENDER)
+    app = app_for((f"sqlite:///{tmp_path / 'a.db'}", None), broker, SENDER, clock=clock)
     assert app.link is not None
     deploy(app.engine, "addressed_by_variable.bpmn")
-    for n, target in enumerate(["court", "procuratorate", "court"]):  # this test's topology has no procuratorate
+    for n, target in enumerate(
+        ["court", "procuratorate", "court"]
+    ):  # this test's topology has no procuratorate
         app.engine.start(key="link_addressed", variables={"case_no": f"HB-{n}", "target": target})
     publisher = amqp.Publisher(broker.url)
     with pytest.raises(amqp.NotAccepted, match="no queue is bound for 'procuratorate'"):
@@ -194,3 +196,13 @@ def test_a_message_no_queue_is_bound_for_stays_unsent_and_the_rest_of_the_batch_
     assert [r.sent_at is not None for r in rows] == [True, False, True]
     assert rows[1].failed_at is None and rows[1].next_attempt_at is not None  # retried later, not given up
     assert broker.count(broker.names.inbox("court")) == 2
+    assert incidents(app.engine) == []
+    # Still refused at the fifth attempt: an incident says so once, and the row is still retried.
+    for attempt in range(2, 8):
+        clock.advance(seconds=60)
+        with pytest.raises(amqp.NotAccepted):
+            app.link.relay_once(amqp.Publisher(broker.url))
+        assert outbox_rows(app.engine)[1].attempts == attempt
+    [stuck] = incidents(app.engine)
+    assert stuck.error_type == "MessageNotAccepted" and stuck.details["reason"] == "not_accepted"
+    assert stuck.details["to"] == "procuratorate" and outbox_rows(app.engine)[1].failed_at is None
