@@ -270,6 +270,7 @@ class Demo:
         self.give_up_after = give_up_after
         self.rounds = 0
         self._stuck: set[str] = set()
+        self._pending = 0  # tasks and external answers waiting for demo time to pass (not for a timer)
         self._serial = 0
         self._by_instance: dict[str, DemoCase] = {}
         self._seen: dict[str, datetime] = {}
@@ -297,10 +298,16 @@ class Demo:
             if worked:
                 idle = timedelta(0)
                 continue
-            if idle >= self.give_up_after:
-                break  # what is left waits for something no one in the demo will do
-            self.clock.advance(self.step)
-            idle += self.step
+            if self._pending:
+                if idle >= self.give_up_after:
+                    break  # what is left waits for something no one in the demo will do
+                self.clock.advance(self.step)
+                idle += self.step
+                continue
+            due = self.engine.next_timer_due()
+            if due is None:
+                break  # nothing left that time could change
+            self.clock.advance(max(self.step, due - self.clock()))  # only timers are left: go to the next
         self._refresh_states()
 
     def _settle(self) -> int:
@@ -326,6 +333,10 @@ class Demo:
                 case.state = states[case.instance_id]
         return sum(1 for c in self.cases if c.state in ("running", "incident"))
 
+    def _order(self, instance_id: str) -> str:
+        case = self._by_instance.get(instance_id)
+        return case.business_key if case is not None else "~" + instance_id
+
     def _waited(self, key: str, case: DemoCase | None, delay: timedelta) -> bool:
         first = self._seen.setdefault(key, self.clock())
         wait = delay + (self.tardy_delay if case is not None and case.tardy else timedelta(0))
@@ -338,7 +349,10 @@ class Demo:
                 r.id: r.requires
                 for r in conn.execute(select(task.c.id, task.c.requires).where(task.c.state == "open"))
             }
+        # A stable order (not the random task ids), so that the same seed plays the same run.
+        open_tasks.sort(key=lambda t: (self._order(t["instance_id"]), t["created_at"], t["element_id"]))
         worked = 0
+        self._pending = sum(1 for t in open_tasks if t["id"] not in self._stuck)
         for t in open_tasks:
             case = self._by_instance.get(t["instance_id"])
             if t["id"] in self._stuck:
@@ -408,7 +422,9 @@ class Demo:
         for w in waiting:
             by_instance.setdefault(w.instance_id, []).append(w)
         answered = 0
-        for instance_id, subs in by_instance.items():
+        self._pending += len(by_instance)
+        for instance_id, subs in sorted(by_instance.items(), key=lambda item: self._order(item[0])):
+            subs.sort(key=lambda sub: (sub.element_id, sub.message_name))
             case = self._by_instance[instance_id]
             key = "reply:" + instance_id + ":" + ",".join(sorted(s.element_id for s in subs))
             if not self._waited(key, None, self.reply_after):

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(tmp_path: Path, per_process: int, seed: int, tardy: float) -> tuple[Demo, str]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'demo.db'}", bpmn_dir=str(ROOT / "bpmn"))
     clock = DemoClock()
     app = build(settings, clock, directory=load_users(settings))
@@ -65,3 +66,13 @@ def test_the_command_prints_the_summary(tmp_path: Path, capsys: pytest.CaptureFi
     printed = capsys.readouterr().out
     assert "案件编号" in printed and "合计：" in printed
     assert "== HB-2026-" not in printed
+
+
+def test_the_same_seed_plays_the_same_run(tmp_path: Path) -> None:
+    first, _ = _run(tmp_path / "a", per_process=1, seed=11, tardy=0.5)
+    second, _ = _run(tmp_path / "b", per_process=1, seed=11, tardy=0.5)
+    summary = [(c.business_key, c.state, c.steps, c.escalations, c.replies, c.tardy) for c in first.cases]
+    assert summary == [
+        (c.business_key, c.state, c.steps, c.escalations, c.replies, c.tardy) for c in second.cases
+    ]
+    assert first.clock() == second.clock()
