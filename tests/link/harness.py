@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -29,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pika
 import pika.exceptions
 import pytest
@@ -50,6 +52,27 @@ SENDER_AGENCY = "market_regulation"
 RECEIVER_AGENCY = "urban_management"
 SENDER_KEY = "link_bench_sender"
 RECEIVER_KEY = "link_bench_receiver"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    """Until ``url`` answers (any status below 500)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def amqp_reachable(url: str = AMQP_URL) -> str | None:
@@ -103,9 +126,17 @@ class Database:
 class EngineProcess:
     """``caseflow <argv>`` in its own process group; output appended to a log file across restarts."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        program: list[str] | None = None,
+    ) -> None:
         self.name = name
         self.argv = argv
+        self.program = program or [str(CASEFLOW)]
         self.env = env
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -121,7 +152,7 @@ class EngineProcess:
                 log.write(f"\n--- start #{self.starts + 1} at {datetime.now(UTC).isoformat()}\n".encode())
                 log.flush()
                 self.proc = subprocess.Popen(
-                    [str(CASEFLOW), *self.argv],
+                    [*self.program, *self.argv],
                     env=self.env,
                     cwd=ROOT,
                     stdout=log,
@@ -311,6 +342,8 @@ class Link:
         *,
         sender_command: tuple[str, ...] = ("worker",),
         receiver_command: tuple[str, ...] = ("worker",),
+        senders: int = 1,
+        receivers: int = 1,
         extra_env: dict[str, str] | None = None,
         amqp_url: str = AMQP_URL,
     ) -> None:
@@ -322,6 +355,8 @@ class Link:
         self.receiver_db: Database | None = None
         self.sender_command = sender_command
         self.receiver_command = receiver_command
+        self.sender_count = senders
+        self.receiver_count = receivers
         self.processes: list[EngineProcess] = []
         self.started_cases: list[str] = []
         self.started_instances: dict[str, int] = {}  # sender instance id -> seq
@@ -333,8 +368,16 @@ class Link:
         self.sender_db = Database("sender")
         self.receiver_db = Database("receiver")
         self.topology_apply()
-        self.sender = self._process("sender", self.sender_command, self.sender_db, SENDER_AGENCY)
-        self.receiver = self._process("receiver", self.receiver_command, self.receiver_db, RECEIVER_AGENCY)
+        # Extra processes of one agency share its database (relays: SKIP LOCKED) and compete for its inbox.
+        self.senders = [
+            self._process(f"sender{i or ''}", self.sender_command, self.sender_db, SENDER_AGENCY)
+            for i in range(self.sender_count)
+        ]
+        self.receivers = [
+            self._process(f"receiver{i or ''}", self.receiver_command, self.receiver_db, RECEIVER_AGENCY)
+            for i in range(self.receiver_count)
+        ]
+        self.sender, self.receiver = self.senders[0], self.receivers[0]
 
     def env(self, db: Database, agencies: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CASEFLOW_")}
@@ -403,23 +446,30 @@ class Link:
 
     # transfers
 
-    def start_transfer(self, seq: int) -> str:
+    def start_transfer(self, seq: int, api: httpx.Client | None = None) -> str:
+        """Start one sender instance: through the sender's API when given a client, else on its database."""
         assert self.sender_db is not None
         case_no = f"LB-{seq:06d}"
+        variables = {
+            "case_no": case_no,
+            "seq": seq,
+            "clue_summary": "某商户占道经营，移交城市管理部门处理",
+            "sender_agency": SENDER_AGENCY,
+            "receiver_agency": RECEIVER_AGENCY,
+        }
         for attempt in range(20):
             try:
-                started = self.sender_db.engine.start(
-                    key=SENDER_KEY,
-                    business_key=case_no,
-                    variables={
-                        "case_no": case_no,
-                        "seq": seq,
-                        "clue_summary": "某商户占道经营，移交城市管理部门处理",
-                        "sender_agency": SENDER_AGENCY,
-                        "receiver_agency": RECEIVER_AGENCY,
-                    },
-                    actor="test",
-                )
+                if api is not None:
+                    response = api.post(
+                        f"/api/process-definitions/key/{SENDER_KEY}/start",
+                        json={"business_key": case_no, "variables": variables},
+                    )
+                    response.raise_for_status()
+                    started = response.json()
+                else:
+                    started = self.sender_db.engine.start(
+                        key=SENDER_KEY, business_key=case_no, variables=variables, actor="test"
+                    )
                 break
             except Exception:
                 # The sender's database is shared with processes being killed; a transient failure is retried.
@@ -439,6 +489,7 @@ class Link:
         rate: float | None = None,
         first: int = 0,
         on_progress: Callable[[int], None] | None = None,
+        api_url: str | None = None,
     ) -> float:
         """Start ``count`` sender instances (each throws one transfer); returns the seconds it took.
 
@@ -449,18 +500,23 @@ class Link:
         lock = threading.Lock()
 
         def worker() -> None:
-            while True:
-                with lock:
-                    seq = next(counter, None)
-                if seq is None:
-                    return
-                if rate:
-                    delay = t0 + (seq - first) / rate - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                self.start_transfer(seq)
-                if on_progress is not None:
-                    on_progress(seq)
+            api = httpx.Client(base_url=api_url, timeout=30) if api_url else None
+            try:
+                while True:
+                    with lock:
+                        seq = next(counter, None)
+                    if seq is None:
+                        return
+                    if rate:
+                        delay = t0 + (seq - first) / rate - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
+                    self.start_transfer(seq, api)
+                    if on_progress is not None:
+                        on_progress(seq)
+            finally:
+                if api is not None:
+                    api.close()
 
         with ThreadPoolExecutor(threads) as pool:
             for future in [pool.submit(worker) for _ in range(threads)]:
@@ -497,9 +553,9 @@ class Link:
         c.unexpected = sorted(done_ids - sent_ids)
         return c
 
-    def wait_all_handled(
-        self, expected: int, timeout: float, *, check: Callable[[], None] | None = None
-    ) -> Counts:
+    def wait_all_handled(self, expected: int, timeout: float) -> Counts:
+        """Until every transfer is sent and processed, or ``timeout``; fails fast when an engine process died
+        by itself (not by our SIGKILL)."""
         deadline = time.monotonic() + timeout
         while True:
             counts = self.counts()
@@ -507,9 +563,14 @@ class Link:
                 return counts
             if time.monotonic() > deadline:
                 return counts
-            if check is not None:
-                check()
+            self.check_processes()
             time.sleep(0.5)
+
+    def check_processes(self) -> None:
+        for process in self.processes:
+            code = process.exited_unexpectedly()
+            if code is not None:
+                raise RuntimeError(f"engine process {process.name} exited with {code}:\n{process.log_tail()}")
 
     def broker_depths(
         self, agencies: tuple[str, ...] = (SENDER_AGENCY, RECEIVER_AGENCY)

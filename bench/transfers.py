@@ -1,0 +1,216 @@
+"""Transfers between two agencies' engines over RabbitMQ, beside raw pika on the same broker in the same run.
+
+Set-up (tests/link/harness.py): market_regulation's engine and urban_management's engine, each a
+``caseflow worker`` process with its own PostgreSQL schema, linked by the broker at CASEFLOW_TEST_AMQP_URL
+(default amqp://guest:guest@127.0.0.1:5672/%2F) under a prefix unique to the run. A transfer is one sender
+instance of tests/fixtures/link_bench/transfer_sender.bpmn throwing ``caseflow:to="urban_management"``; on the
+receiver its message start event starts one instance of transfer_receiver.bpmn.
+
+Figures:
+- raw pika: persistent messages with publisher confirms into a quorum queue, consumed with manual acks in
+  another process; one confirm per publish (``sync``) and up to 256 unconfirmed (``pipelined``);
+- backlog: N transfers wait in the sender's outbox, then the sender's engine starts: how fast the link drains
+  them (relay -> broker -> consumer -> correlate -> commit -> ack), i.e. its capacity;
+- flow: transfers started at a steady offered rate while both engines run: achieved transfers/s and latency
+  from the sender's commit (outbox row ``created_at``) to the receiver's commit (``processed_message
+  .processed_at``; both are the commands' clock readings, so the receiver's own command time is not counted).
+
+Targets on the 2-core development machine: >= 300 transfers/s, p95 < 250 ms.
+
+    python -m bench.transfers [--transfers N] [--rate R] [--raw N] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.raw_amqp import percentile
+from bench.raw_amqp import run as run_raw
+
+TARGET_RATE = 300.0
+TARGET_P95_MS = 250.0
+
+
+def _link_module() -> Any:
+    root = Path(__file__).resolve().parents[1]
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from tests.link import harness
+
+    return harness
+
+
+def _wait(link: Any, expected: int, timeout: float) -> Any:
+    counts = link.wait_all_handled(expected, timeout)
+    if counts.processed < expected or counts.outbox_unsent:
+        raise SystemExit(f"transfers not all handled within {timeout:.0f} s: {counts.summary()}")
+    if counts.duplicate_cases or counts.unexpected or counts.receiver_instances != counts.processed:
+        raise SystemExit(f"transfers handled more than once: {counts.summary()}")
+    return counts
+
+
+def backlog(
+    harness: Any, transfers: int, workdir: Path, env: dict[str, str], shape: dict[str, int]
+) -> dict[str, Any]:
+    """Fill the sender's outbox, then start both engines and time the drain."""
+    link = harness.Link(workdir / "backlog", extra_env=env, **shape)
+    link.workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        link.setup()
+        link.start_transfers(transfers, threads=2)
+        for process in link.receivers:
+            process.start()
+        time.sleep(2.0)  # the receivers are consuming
+        t0 = time.time()
+        for process in link.senders:
+            process.start()
+        _wait(link, transfers, timeout=max(120.0, transfers / 20))
+        wall = time.time() - t0
+        _first, last = link.handled_span()
+        drain = (last - link.first_sent_at()).total_seconds()
+        return {
+            "transfers": transfers,
+            "wall_s": round(wall, 2),
+            "drain_s": round(drain, 3),
+            "rate": round(transfers / drain, 1) if drain > 0 else None,
+            "rate_incl_startup": round(transfers / wall, 1),
+        }
+    finally:
+        link.close()
+
+
+def flow(
+    harness: Any,
+    transfers: int,
+    rate: float | None,
+    threads: int,
+    workdir: Path,
+    env: dict[str, str],
+    shape: dict[str, int],
+    via: str,
+) -> dict[str, Any]:
+    """Both engines running; transfers started at ``rate`` per second (None: as fast as the clients can).
+
+    ``via="api"``: the sender engine is ``caseflow serve`` and the transfers are started through its HTTP API
+    (as staff would: the relay thread wakes on the command's commit); ``via="db"``: the sender is a
+    ``caseflow worker`` and this process starts them on the sender's database (the relay finds them by polling).
+    """
+    port = harness.free_port()
+    sender_command = ("serve", "--port", str(port)) if via == "api" else ("worker",)
+    link = harness.Link(workdir / "flow", extra_env=env, sender_command=sender_command, **shape)
+    link.workdir.mkdir(parents=True, exist_ok=True)
+    api_url = f"http://127.0.0.1:{port}" if via == "api" else None
+    try:
+        link.setup()
+        link.start_processes()
+        if api_url:
+            harness.wait_http(api_url + "/api/process-instances?limit=1")
+        warm = max(10, min(50, transfers // 10))
+        link.start_transfers(warm, threads=1, first=900_000, api_url=api_url)  # both engines up and consuming
+        _wait(link, warm, timeout=60)
+        warmed = set(link.started_instances)
+        offered = link.start_transfers(transfers, threads=threads, rate=rate, api_url=api_url)
+        _wait(link, transfers + warm, timeout=max(120.0, transfers / 20))
+        measured = set(link.started_instances) - warmed
+        latencies = link.latencies_ms(measured)
+        first, last = link.handled_span(measured)
+        span = (last - first).total_seconds()
+        return {
+            "via": via,
+            "transfers": transfers,
+            "offered_rate": round(transfers / offered, 1),
+            "rate": round(transfers / span, 1) if span > 0 else None,
+            "p50_ms": round(percentile(latencies, 50), 1),
+            "p95_ms": round(percentile(latencies, 95), 1),
+            "p99_ms": round(percentile(latencies, 99), 1),
+            "max_ms": round(max(latencies), 1),
+        }
+    finally:
+        link.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--transfers", type=int, default=2000, help="transfers per engine phase")
+    ap.add_argument(
+        "--rate", type=float, default=300.0, help="offered transfers/s in the flow phase (0: max)"
+    )
+    ap.add_argument("--threads", type=int, default=4, help="clients starting transfers in the flow phase")
+    ap.add_argument(
+        "--via",
+        choices=("api", "db"),
+        default="api",
+        help="start transfers through the sender's API or its database",
+    )
+    ap.add_argument("--raw", type=int, default=0, help="raw pika messages (default: 2 x --transfers)")
+    ap.add_argument("--skip-backlog", action="store_true")
+    ap.add_argument("--senders", type=int, default=1, help="sender engine processes (one database)")
+    ap.add_argument("--receivers", type=int, default=1, help="receiver engine processes (one database)")
+    ap.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="extra CASEFLOW_* for both engines"
+    )
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args()
+    harness = _link_module()
+    if (reason := harness.amqp_reachable()) is not None:
+        raise SystemExit(f"RabbitMQ is not reachable at {harness.AMQP_URL}: {reason}")
+    env = dict(item.split("=", 1) for item in args.env)
+    raw_n = args.raw or 2 * args.transfers
+    shape = {"senders": args.senders, "receivers": args.receivers}
+    figures: dict[str, Any] = {"raw": {}, "shape": shape}
+
+    print(
+        f"raw pika on {harness.AMQP_URL} ({raw_n} persistent messages, quorum queue, confirms, manual acks)"
+    )
+    for mode in ("sync", "pipelined"):
+        f = run_raw(harness.AMQP_URL, mode, raw_n, queue=f"bench-raw-{uuid.uuid4().hex[:8]}")
+        figures["raw"][mode] = {
+            "rate": round(f.rate, 1),
+            "publish_rate": round(f.publish_rate, 1),
+            "p50_ms": round(f.percentile(50), 2),
+            "p95_ms": round(f.percentile(95), 2),
+        }
+        print(
+            f"  {mode:<10} {f.rate:8.0f} msgs/s publish->consume   (publisher alone {f.publish_rate:.0f}/s)   "
+            f"latency p50 {f.percentile(50):.1f} ms  p95 {f.percentile(95):.1f} ms"
+        )
+
+    with tempfile.TemporaryDirectory(prefix="caseflow-bench-link-") as tmp:
+        workdir = Path(tmp)
+        print(
+            "caseflow transfers market_regulation -> urban_management (two engines, two PostgreSQL schemas)"
+        )
+        if not args.skip_backlog:
+            b = backlog(harness, args.transfers, workdir, env, shape)
+            figures["backlog"] = b
+            print(
+                f"  backlog    {b['rate']:8.0f} transfers/s draining {b['transfers']} queued transfers "
+                f"({b['rate_incl_startup']:.0f}/s counting the engines' start-up)"
+            )
+        fl = flow(harness, args.transfers, args.rate or None, args.threads, workdir, env, shape, args.via)
+        figures["flow"] = fl
+        print(
+            f"  flow       {fl['rate']:8.0f} transfers/s at an offered {fl['offered_rate']:.0f}/s   "
+            f"sender commit -> receiver commit p50 {fl['p50_ms']:.0f} ms  p95 {fl['p95_ms']:.0f} ms  "
+            f"p99 {fl['p99_ms']:.0f} ms  max {fl['max_ms']:.0f} ms"
+        )
+    capacity = figures.get("backlog", {}).get("rate") or fl["rate"] or 0
+    ok_rate = capacity >= TARGET_RATE
+    ok_p95 = fl["p95_ms"] < TARGET_P95_MS
+    print(
+        f"targets: >= {TARGET_RATE:.0f} transfers/s: {'met' if ok_rate else 'NOT met'} ({capacity:.0f}); "
+        f"p95 < {TARGET_P95_MS:.0f} ms: {'met' if ok_p95 else 'NOT met'} ({fl['p95_ms']:.0f} ms)"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
