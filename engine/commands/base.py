@@ -385,6 +385,9 @@ class EngineBase:
         checker = Evaluator({"now": self.now})
         self.checkers = Checkers(expression=checker.check, script=checker.check_script)
         self.after_commit: list[Callable[[], None]] = []
+        # message name -> latest definitions it starts, read at most every START_CACHE_SECONDS (a deploy in this
+        # process clears it; one in another process is seen within that time)
+        self.message_starts: tuple[float, dict[str, list[Any]]] | None = None
 
     def now(self) -> datetime:
         value = self.clock()

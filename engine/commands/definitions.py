@@ -155,6 +155,7 @@ class DeployCommands(EngineBase):
                     )
                 ],
             )
+        self.message_starts = None  # a new version may start with other messages
         return {
             "id": deployment_id,
             "name": name,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.envelope import FIELDS as ENVELOPE_FIELDS
@@ -47,6 +48,26 @@ from engine.store.tables import (
 STUCK_AFTER_ATTEMPTS = 5
 
 
+START_CACHE_SECONDS = 2.0
+
+# Has this message id been handled (its result) or buffered? One round trip for both.
+_SEEN = select(
+    select(processed_message.c.result)
+    .where(processed_message.c.message_id == bindparam("b_message_id"))
+    .scalar_subquery()
+    .label("done"),
+    exists().where(buffered_message.c.message_id == bindparam("b_message_id")).label("buffered"),
+)
+_LATEST = (
+    select(process_definition.c.key, func.max(process_definition.c.version).label("v"))
+    .group_by(process_definition.c.key)
+    .subquery()
+)
+_LATEST_DEFINITIONS = select(process_definition).join(
+    _LATEST, and_(_LATEST.c.key == process_definition.c.key, _LATEST.c.v == process_definition.c.version)
+)
+
+
 class MessageCommands(EngineBase):
     def correlate(
         self,
@@ -76,15 +97,10 @@ class MessageCommands(EngineBase):
         try:
             with unit_of_work(self.db) as conn:
                 if message_id is not None:
-                    done = conn.execute(
-                        select(processed_message.c.result).where(processed_message.c.message_id == message_id)
-                    ).first()
-                    if done is not None:
-                        return {**done.result, "duplicate": True}
-                    buffered = conn.execute(
-                        select(buffered_message.c.id).where(buffered_message.c.message_id == message_id)
-                    ).first()
-                    if buffered is not None:
+                    seen = conn.execute(_SEEN, {"b_message_id": message_id}).one()
+                    if seen.done is not None:
+                        return {**seen.done, "duplicate": True}
+                    if seen.buffered:
                         return {
                             "message_id": message_id,
                             "buffered": True,
@@ -226,18 +242,16 @@ class MessageCommands(EngineBase):
         return {"message_id": message_id, "buffered": False, "instances": results}
 
     def _message_start_definitions(self, conn: Connection, name: str) -> list[Any]:
-        latest = (
-            select(process_definition.c.key, func.max(process_definition.c.version).label("v"))
-            .group_by(process_definition.c.key)
-            .subquery()
-        )
-        rows = conn.execute(
-            select(process_definition).join(
-                latest,
-                and_(latest.c.key == process_definition.c.key, latest.c.v == process_definition.c.version),
-            )
-        ).all()
-        return [r for r in rows if name in (r.message_starts or [])]
+        """The latest definitions a message starts (cached for a moment: every transfer asks)."""
+        cached = self.message_starts
+        if cached is None or time.monotonic() - cached[0] > START_CACHE_SECONDS:
+            by_name: dict[str, list[Any]] = {}
+            for r in conn.execute(_LATEST_DEFINITIONS).all():
+                for message in r.message_starts or []:
+                    by_name.setdefault(message, []).append(r)
+            cached = (time.monotonic(), by_name)
+            self.message_starts = cached
+        return list(cached[1].get(name, []))
 
     def expire_buffered(self, dead_letter: Callable[[Mapping[str, Any]], str | None] | None = None) -> int:
         """Drop buffered messages past their time-to-live, each with an incident.
