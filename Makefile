@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 # Node is needed for one test: bpmn-moddle (the library of bpmn-js and Camunda Modeler) loads every model.
 NODE_STAMP = node_modules/.installed
 
-.PHONY: run test lint bench layout clean
+.PHONY: run test lint bench bench-link layout clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ BENCH_ARGS ?= --cycles 1000 --clients 4 --workers 2
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
+
+# Transfers between two engines over RabbitMQ (127.0.0.1:5672) beside raw pika; needs PostgreSQL too.
+BENCH_LINK_ARGS ?= --transfers 2000
+
+bench-link: $(STAMP)
+	$(BIN)/python -m bench.transfers $(BENCH_LINK_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache node_modules
