@@ -211,10 +211,12 @@ class Churn:
         processes: list[EngineProcess],
         *,
         seed: int,
-        up: tuple[float, float] = (0.8, 2.5),
+        up: tuple[float, float] = (1.5, 4.0),
         down: tuple[float, float] = (0.0, 0.6),
+        on_kill: Callable[[EngineProcess], None] | None = None,
     ) -> None:
         self.processes = processes
+        self.on_kill = on_kill
         self.random = random.Random(seed)
         self.up = up
         self.down = down
@@ -225,6 +227,8 @@ class Churn:
     def _run(self, process: EngineProcess, rnd: random.Random) -> None:
         while not self._stop.wait(rnd.uniform(*self.up)):
             try:
+                if self.on_kill is not None:
+                    self.on_kill(process)
                 process.kill()
                 if self._stop.wait(rnd.uniform(*self.down)):
                     break
@@ -606,6 +610,12 @@ class Link:
         if not created or not handled:
             return None
         return min(created.values()), max(handled)
+
+    def processed_count(self) -> int:
+        assert self.receiver_db is not None
+        with read_only(self.receiver_db.db) as conn:
+            count: int = conn.execute(select(func.count()).select_from(processed_message)).scalar_one()
+        return count
 
     def first_sent_at(self) -> datetime | None:
         assert self.sender_db is not None
