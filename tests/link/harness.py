@@ -644,14 +644,7 @@ def require_services() -> None:
     from tests import conftest
 
     conftest.require_postgres()
-    require = getattr(conftest, "require_rabbitmq", None)
-    if require is not None:
-        require()
-    elif (reason := amqp_reachable()) is not None:
-        message = f"RabbitMQ is not reachable at {AMQP_URL}: {reason}"
-        if conftest.IN_CI:
-            pytest.fail(message + " (CI=true: RabbitMQ tests must run)")
-        pytest.skip(message)
+    conftest.require_rabbitmq()
     if not CASEFLOW.exists():
         pytest.fail(f"{CASEFLOW} is missing: install the project into .venv (make)")
 
