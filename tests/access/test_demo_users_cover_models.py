@@ -12,32 +12,26 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from itertools import product
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from engine.commands import Engine
-from engine.definitions.xml import parse_xml
 from engine.directory import Directory, User
 from tests.access.conftest import AGENCIES_FILE, open_task
 from tests.conftest import ManualClock
+from tests.scenarios.models import (
+    DISTRICT_MODELS,
+    NS,
+    bpmn_doc,
+    candidate_groups,
+    caseflow,
+    split_list,
+    user_tasks,
+)
 from tests.scenarios.support import deploy_fixture, deploy_models, start
 
-ROOT = Path(__file__).resolve().parents[2]
-BPMN_DIR = ROOT / "bpmn"
-BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
-CAMUNDA = "http://camunda.org/schema/1.0/bpmn"
-CASEFLOW = "http://caseflow.local/schema/bpmn/1.0"
-NS = {"bpmn": BPMN, "camunda": CAMUNDA}
-DISTRICT_MODELS = (
-    "clue_transfer",
-    "criminal_transfer",
-    "discipline_clue_transfer",
-    "approval_supervision_penalty",
-    "jurisdiction_dispute",
-)
 DAY = date(2026, 10, 1)
 TEMPLATE = re.compile(r"^\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}:([a-z_]+)$")
 # The approving department of model B when the case names none (init_case).
@@ -48,32 +42,24 @@ def _agencies() -> list[dict[str, Any]]:
     return list(yaml.safe_load(AGENCIES_FILE.read_text(encoding="utf-8"))["agencies"])
 
 
-def _doc(stem: str) -> Any:
-    return parse_xml((BPMN_DIR / f"{stem}.bpmn").read_bytes(), f"{stem}.bpmn")
-
-
 def routable_agencies() -> list[str]:
     """The enforcement departments and townships a model offers to route a case to (its enum options)."""
     kinds = {a["code"]: a["kind"] for a in _agencies()}
     offered: set[str] = set()
     for stem in DISTRICT_MODELS:
-        for value in _doc(stem).xpath("//camunda:formField[@type='enum']/camunda:value", namespaces=NS):
+        for value in bpmn_doc(stem).xpath("//camunda:formField[@type='enum']/camunda:value", namespaces=NS):
             if kinds.get(value.get("id")) in ("department", "township"):
                 offered.add(str(value.get("id")))
     return sorted(offered)
 
 
 def _user_tasks() -> list[tuple[str, Any]]:
-    return [
-        (stem, node)
-        for stem in DISTRICT_MODELS
-        for node in _doc(stem).xpath("//bpmn:userTask", namespaces=NS)
-    ]
+    return [(stem, node) for stem in DISTRICT_MODELS for node in user_tasks(bpmn_doc(stem))]
 
 
 def _groups_for(node: Any, routable: list[str]) -> list[list[str]]:
     """Every concrete candidate-group list a task can have: each template variable over what it may be."""
-    raw = [g.strip() for g in (node.get(f"{{{CAMUNDA}}}candidateGroups") or "").split(",") if g.strip()]
+    raw = candidate_groups(node)
     variables = sorted({m.group(1) for g in raw if (m := TEMPLATE.match(g))})
     choices = [FIXED_VARIABLES.get(v, tuple(routable)) for v in variables]
     out = []
@@ -109,7 +95,7 @@ def test_some_demo_user_can_claim_every_user_task_for_every_routable_agency(
     for model, node in _user_tasks():
         if model != stem:
             continue
-        requires = [r.strip() for r in (node.get(f"{{{CASEFLOW}}}requires") or "").split(",") if r.strip()]
+        requires = split_list(caseflow(node, "requires"))
         needed = 2 if "certified_officer" in requires else 1
         for groups in _groups_for(node, routable):
             able = _able(directory, groups, requires)

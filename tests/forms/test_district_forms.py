@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 
 from engine.definitions.compiler import Checkers, compile_resources
+from tests.scenarios.models import BPMN_DIR, CHINESE, DISTRICT_MODELS
 
-BPMN = Path(__file__).resolve().parents[2] / "bpmn"
-DISTRICT = (
-    "clue_transfer",
-    "criminal_transfer",
-    "discipline_clue_transfer",
-    "approval_supervision_penalty",
-    "jurisdiction_dispute",
-)
-CHINESE = re.compile(r"[\u4e00-\u9fff]")
 NO_CHECKS = Checkers(expression=lambda _text: None, script=lambda _text: None)
 
 
-@pytest.mark.parametrize("key", DISTRICT)
+@pytest.mark.parametrize("key", DISTRICT_MODELS)
 def test_every_user_task_of_a_district_process_has_a_form_in_chinese(key: str) -> None:
-    if not (BPMN / f"{key}.bpmn").is_file():
+    if not (BPMN_DIR / f"{key}.bpmn").is_file():
         pytest.skip(f"bpmn/{key}.bpmn is not there yet")
     # One deployment of the whole directory: processes call each other and use the decision tables.
-    resources = [(p.name, p.read_bytes()) for p in sorted(BPMN.iterdir()) if p.suffix in (".bpmn", ".dmn")]
+    resources = [
+        (p.name, p.read_bytes()) for p in sorted(BPMN_DIR.iterdir()) if p.suffix in (".bpmn", ".dmn")
+    ]
     model = compile_resources(resources, NO_CHECKS).processes[key]
     specs = [model.spec, *(s for s in model.subprocess_specs.values() if s is not None)]
     tasks = [t for spec in specs for t in spec.task_specs.values() if hasattr(t, "assignment")]

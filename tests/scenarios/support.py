@@ -17,7 +17,8 @@ Stable API (models-B imports it): :func:`model_file`, :func:`deploy_models`, :fu
 ``tasks``, ``task``, ``has_task``, ``timers``, ``due``, ``sent``, ``waiting_for_messages``, ``audit``,
 ``complete``, ``reply``, ``check_stable``), :class:`Sent` (``name``, ``to``, ``sender``, ``payload``,
 ``correlation_keys``, ``envelope``), :func:`advance`, :func:`advance_to`, :func:`fire_timers`,
-:func:`assert_task`, :func:`roles`, :func:`shanghai`, :func:`utc`, ``SHANGHAI``. Add to it; do not change
+:func:`assert_task`, :func:`roles`, :func:`shanghai`, :func:`utc`, ``SHANGHAI``, :func:`end_of_day`,
+:func:`timer_firings`, :func:`assert_supervised`. Add to it; do not change
 what is there.
 """
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -49,6 +50,12 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 def shanghai(year: int, month: int, day: int, hour: int = 9, minute: int = 0, second: int = 0) -> datetime:
     """A wall-clock moment in 湖滨区 (Asia/Shanghai), as an aware datetime."""
     return datetime(year, month, day, hour, minute, second, tzinfo=SHANGHAI)
+
+
+def end_of_day(day: datetime) -> datetime:
+    """The end of ``day``'s date in Asia/Shanghai (24:00, i.e. 00:00 of the next calendar day): where a deadline
+    counted in days ends."""
+    return shanghai(day.year, day.month, day.day, 0) + timedelta(days=1)
 
 
 def utc(value: str | datetime) -> datetime:
@@ -227,6 +234,31 @@ def start(
 
 
 # ---------------------------------------------------------------------------------------------- asserts
+def timer_firings(case: Case, element_id: str) -> list[dict[str, Any]]:
+    """The audit entries of the timer ``element_id`` firing in the case (empty while it has not fired)."""
+    return [e for e in case.audit() if e["command"] == "timer" and e["element_id"] == element_id]
+
+
+def assert_supervised(
+    case: Case,
+    task_id: str,
+    *,
+    name: str,
+    lane: str,
+    timer: str | None = None,
+    groups: Iterable[str] = ("justice_bureau:supervisor",),
+) -> dict[str, Any]:
+    """Then a missed deadline is supervised (督办): the open task ``task_id`` has this name and lane and is the
+    supervisors' (by default the justice bureau's), and the ``timer`` that missed it, if named, fired on record."""
+    task = case.task(task_id)
+    assert_task(task, name=name, lane=lane, groups=groups)
+    if timer is not None:
+        assert timer_firings(case, timer), (
+            f"the timer {timer} that opened {task_id} is not in the audit trail"
+        )
+    return task
+
+
 def roles(task: dict[str, Any]) -> list[str]:
     """The task's ``<agency>:<role>`` candidate groups, sorted (the engine also lists the lane's name)."""
     return sorted(g for g in task["candidate_groups"] if g != task.get("lane"))

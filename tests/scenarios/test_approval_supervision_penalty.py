@@ -11,7 +11,7 @@ run on the working-day calendar, including the 2026 National Day holiday and the
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,22 @@ from engine.commands import Engine
 from engine.directory import load_agency_codes, load_directory
 from engine.errors import Forbidden, InvalidForm
 from tests.conftest import ManualClock
-from tests.scenarios.support import Case, advance, advance_to, assert_task, deploy_models, shanghai, start
+from tests.scenarios.support import (
+    Case,
+    advance,
+    advance_to,
+    assert_supervised,
+    assert_task,
+    deploy_models,
+    end_of_day,
+    shanghai,
+    start,
+    timer_firings,
+)
 
 KEY = "approval_supervision_penalty"
 AGENCY = "market_regulation"
 TOWNSHIP = "township_jiaokou"
-SUPERVISOR = ["justice_bureau:supervisor"]
 
 LANE_APPROVAL_HEAD = "审批部门·负责人"
 LANE_APPROVAL_STAFF = "审批部门·登记人员"
@@ -164,15 +174,6 @@ def _decided(engine: Engine, clock: ManualClock, **extra: Any) -> Case:
 
 def _done_elements(case: Case) -> set[str]:
     return {t["element_id"] for t in case.tasks(state=None)}
-
-
-def _timer_fired(case: Case, element_id: str) -> bool:
-    return any(e["command"] == "timer" and e["element_id"] == element_id for e in case.audit())
-
-
-def _end_of(day: datetime) -> datetime:
-    """The end of a working day in Asia/Shanghai (24:00, i.e. 00:00 of the next calendar day)."""
-    return shanghai(day.year, day.month, day.day, 0) + timedelta(days=1)
 
 
 # ------------------------------------------------------------------------------------------------- paths
@@ -315,7 +316,7 @@ def test_hearing_requested_is_held_seven_working_days_after_notice_by_a_non_inve
     # Notified on 2026-09-29: seven working days are 09-30, 10-08, 10-09, 10-10 (adjusted Saturday), 10-12,
     # 10-13, 10-14 — the National Day holiday does not count. The hearing opens after the end of 10-14.
     assert case.tasks() == []
-    assert case.due("hearing_notice_period") == _end_of(shanghai(2026, 10, 14))
+    assert case.due("hearing_notice_period") == end_of_day(shanghai(2026, 10, 14))
     advance_to(engine, clock, shanghai(2026, 10, 14, 23, 59))
     assert not case.has_task("hold_hearing")
     advance_to(engine, clock, shanghai(2026, 10, 15, 9))
@@ -347,11 +348,11 @@ def test_hearing_right_lapses_after_five_working_days_without_application(
     case = _noticed(engine, clock, MAJOR, at=shanghai(2026, 8, 29, 10))
     defence = case.task("record_defence")
     # Five working days from 09-30: 10-08, 10-09, 10-10 (adjusted Saturday), 10-12, 10-13.
-    assert_task(defence, lane=LANE_OFFICER, due=_end_of(shanghai(2026, 10, 13)))
-    assert case.due("defence_period_over") == _end_of(shanghai(2026, 10, 13))
+    assert_task(defence, lane=LANE_OFFICER, due=end_of_day(shanghai(2026, 10, 13)))
+    assert case.due("defence_period_over") == end_of_day(shanghai(2026, 10, 13))
     advance_to(engine, clock, shanghai(2026, 10, 14, 0, 0, 1))
 
-    assert _timer_fired(case, "defence_period_over")
+    assert timer_firings(case, "defence_period_over")
     assert case.variables["hearing_requested"] is False
     assert case.variables["defence_made"] is False
     assert case.open_elements() == ["legal_review"]  # major: the review gate, no hearing
@@ -495,20 +496,20 @@ def test_push_missed_over_national_day_creates_a_supervision_task(engine: Engine
     case = _start(engine, clock)
     case.complete("approve_licence", APPROVE, user="tangbo")
     # Two working days after 09-29: 09-30 and 10-08 (10-01..10-07 National Day holiday).
-    deadline = _end_of(shanghai(2026, 10, 8))
+    deadline = end_of_day(shanghai(2026, 10, 8))
     assert_task(case.task("push_licence"), due=deadline)
     assert case.due("push_overdue") == deadline
 
     advance_to(engine, clock, shanghai(2026, 10, 8, 23, 59))
     assert not case.has_task("supervise_push")
     advance_to(engine, clock, shanghai(2026, 10, 9, 0, 0, 1))
-    assert_task(
-        case.task("supervise_push"),
+    assert_supervised(
+        case,
+        "supervise_push",
         name="司法局督办：许可信息推送超期",
         lane=LANE_JUSTICE_SUPERVISOR,
-        groups=SUPERVISOR,
+        timer="push_overdue",
     )
-    assert _timer_fired(case, "push_overdue")
     assert case.has_task("push_licence")  # the push is still owed
     case.complete("supervise_push", SUPERVISE, user="xuming")
     case.complete("push_licence", PUSH, user="hanxue")
@@ -540,8 +541,8 @@ def test_the_u_parameters_are_set_by_the_model_not_by_whoever_starts_the_case(
     }
     longer.complete("approve_licence", APPROVE, user="tangbo")
     # Two working days after 09-29: 09-30 and 10-08, whatever the starter asked for.
-    assert longer.due("push_overdue") == _end_of(shanghai(2026, 10, 8))
-    assert_task(longer.task("push_licence"), due=_end_of(shanghai(2026, 10, 8)))
+    assert longer.due("push_overdue") == end_of_day(shanghai(2026, 10, 8))
+    assert_task(longer.task("push_licence"), due=end_of_day(shanghai(2026, 10, 8)))
 
     # An enterprise not yet classified is inspected like class B (the table's last row).
     unclassified = start(
@@ -561,15 +562,12 @@ def test_claim_missed_ends_on_the_adjusted_working_saturday(engine: Engine, cloc
     case.complete("approve_licence", APPROVE, user="tangbo")
     case.complete("push_licence", PUSH, user="hanxue")
     # Two working days after Thursday 10-08: Friday 10-09 and Saturday 10-10 (an adjusted working day).
-    deadline = _end_of(shanghai(2026, 10, 10))
+    deadline = end_of_day(shanghai(2026, 10, 10))
     assert_task(case.task("claim_licence"), due=deadline)
     assert case.due("claim_overdue") == deadline
     advance_to(engine, clock, shanghai(2026, 10, 11, 8))
-    assert_task(
-        case.task("supervise_claim"),
-        name="司法局督办：许可信息认领超期",
-        lane=LANE_JUSTICE_SUPERVISOR,
-        groups=SUPERVISOR,
+    assert_supervised(
+        case, "supervise_claim", name="司法局督办：许可信息认领超期", lane=LANE_JUSTICE_SUPERVISOR
     )
     assert case.has_task("claim_licence")
     case.check_stable()
@@ -581,22 +579,22 @@ def test_no_decision_within_90_days_of_filing_creates_a_supervision_task(
     _given(engine)
     case = _claimed(engine, clock)
     # Licensed 2026-03-02 (class D, monthly): inspected and filed when 04-02 has ended, i.e. on 04-03.
-    assert case.due("inspection_due") == _end_of(shanghai(2026, 4, 2))
+    assert case.due("inspection_due") == end_of_day(shanghai(2026, 4, 2))
     advance_to(engine, clock, case.due("inspection_due"))
     case.complete("random_inspection", FINDINGS, user="zhangwei")
     case.complete("file_case", FILE, user="zhangwei")
     # 90 calendar days after 2026-04-03: 2026-07-02 (a Thursday), to its end.
-    deadline = _end_of(shanghai(2026, 7, 2))
+    deadline = end_of_day(shanghai(2026, 7, 2))
     assert case.due("decision_overdue") == deadline
     case.complete("investigate", GENERAL, user="zhangwei")
     advance_to(engine, clock, shanghai(2026, 7, 3, 9))
-    assert_task(
-        case.task("supervise_decision"),
+    assert_supervised(
+        case,
+        "supervise_decision",
         name="司法局督办：立案满90日未作出处罚决定",
         lane=LANE_JUSTICE_SUPERVISOR,
-        groups=SUPERVISOR,
+        timer="decision_overdue",
     )
-    assert _timer_fired(case, "decision_overdue")
     assert case.has_task("notify_penalty")  # the case goes on
     case.complete("supervise_decision", SUPERVISE, user="xuming")
     case.complete("notify_penalty", NOTICE, user="zhangwei")
@@ -610,7 +608,7 @@ def test_delivery_and_publicity_missed_create_supervision_tasks(engine: Engine, 
     _given(engine)
     case = _claimed(engine, clock, at=shanghai(2026, 8, 27, 10))
     # A month after 08-27 is Sunday 09-27, a Mid-Autumn rest day: the period runs to the end of Monday 09-28.
-    assert case.due("inspection_due") == _end_of(shanghai(2026, 9, 28))
+    assert case.due("inspection_due") == end_of_day(shanghai(2026, 9, 28))
     advance_to(engine, clock, case.due("inspection_due"))
     case.complete("random_inspection", FINDINGS, user="zhangwei")
     case.complete("file_case", FILE, user="zhangwei")
@@ -620,7 +618,7 @@ def test_delivery_and_publicity_missed_create_supervision_tasks(engine: Engine, 
     case.complete("decide", DECIDE, user="zhaomin")
     # Seven working days after Tuesday 09-29: 09-30, 10-08, 10-09, 10-10 (adjusted Saturday), 10-12, 10-13,
     # 10-14.
-    deadline = _end_of(shanghai(2026, 10, 14))
+    deadline = end_of_day(shanghai(2026, 10, 14))
     assert_task(case.task("deliver_decision"), due=deadline)
     assert_task(case.task("publicize"), due=deadline)
     assert case.due("delivery_overdue") == deadline and case.due("publicity_overdue") == deadline
@@ -632,13 +630,13 @@ def test_delivery_and_publicity_missed_create_supervision_tasks(engine: Engine, 
     case.complete("deliver_decision", DELIVER, user="zhangwei")
 
     advance_to(engine, clock, shanghai(2026, 10, 15, 9))
-    assert_task(
-        case.task("supervise_publicity"),
+    assert_supervised(
+        case,
+        "supervise_publicity",
         name="司法局督办：处罚信息公示超期",
         lane=LANE_JUSTICE_SUPERVISOR,
-        groups=SUPERVISOR,
+        timer="publicity_overdue",
     )
-    assert _timer_fired(case, "publicity_overdue")
     assert not case.has_task("supervise_delivery")  # delivered in time
     case.complete("supervise_publicity", SUPERVISE, user="xuming")
     case.complete("publicize", PUBLICIZE, user="lina")
@@ -651,17 +649,17 @@ def test_delivery_missed_creates_a_supervision_task(engine: Engine, clock: Manua
     case = _decided(engine, clock)
     case.complete("publicize", PUBLICIZE, user="lina")
     # Decided on Friday 04-03; 04-04..04-06 are the Qingming holiday: 04-07..04-10, 04-13..04-15.
-    assert case.due("delivery_overdue") == _end_of(shanghai(2026, 4, 15))
+    assert case.due("delivery_overdue") == end_of_day(shanghai(2026, 4, 15))
     advance_to(engine, clock, shanghai(2026, 4, 15, 23, 59))
     assert not case.has_task("supervise_delivery")
     advance(engine, clock, minutes=2)
-    assert_task(
-        case.task("supervise_delivery"),
+    assert_supervised(
+        case,
+        "supervise_delivery",
         name="司法局督办：处罚决定书送达超期",
         lane=LANE_JUSTICE_SUPERVISOR,
-        groups=SUPERVISOR,
+        timer="delivery_overdue",
     )
-    assert _timer_fired(case, "delivery_overdue")
     assert case.has_task("deliver_decision")
     case.check_stable()
 
@@ -686,7 +684,7 @@ def test_fine_unpaid_after_15_days_gets_a_surcharge_notice(engine: Engine, clock
     case.complete("deliver_decision", DELIVER, user="zhangwei")
     # 15 calendar days after 09-16: 10-01 falls in the National Day holiday, so the period runs to the first
     # working day after it, 10-08 (民法典 第二百零三条).
-    deadline = _end_of(shanghai(2026, 10, 8))
+    deadline = end_of_day(shanghai(2026, 10, 8))
     assert_task(case.task("payment"), lane=LANE_OFFICER, due=deadline)
     assert case.due("payment_overdue") == deadline
     advance_to(engine, clock, shanghai(2026, 10, 9, 9))

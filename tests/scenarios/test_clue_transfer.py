@@ -9,8 +9,7 @@ and the adjusted working Saturday 2026-10-10.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -21,11 +20,13 @@ from tests.scenarios.support import (
     Case,
     advance,
     advance_to,
+    assert_supervised,
     assert_task,
     deploy_fixture,
     deploy_models,
     shanghai,
     start,
+    timer_firings,
 )
 
 SENDER = "market_regulation"
@@ -78,10 +79,6 @@ def _state_objection(case: Case) -> None:
     with pytest.raises(InvalidForm):
         case.complete("state_objection", {})  # no objection without its reasons
     case.complete("state_objection", {"objection_reason": "占道经营属市场监管范围"})
-
-
-def _timer_fired(case: Case, element_id: str) -> list[dict[str, Any]]:
-    return [e for e in case.audit() if e["command"] == "timer" and e["element_id"] == element_id]
 
 
 def test_happy_path_registered_approved_transferred_acknowledged_handled_fed_back_closed(
@@ -193,7 +190,7 @@ def test_missed_acknowledgement_is_escalated_to_the_justice_bureau(
         lane="司法局",
         groups=["justice_bureau:supervisor"],
     )
-    assert _timer_fired(case, "ack_overdue"), "the missed deadline is in the audit trail"
+    assert timer_firings(case, "ack_overdue"), "the missed deadline is in the audit trail"
     # Non-interrupting: the receiver still has to acknowledge, and the case goes on.
     assert case.open_elements() == ["acknowledge_receipt", "supervise_ack"]
     assert case.variables["transfer_letter_no"] == LETTER["transfer_letter_no"]
@@ -203,7 +200,7 @@ def test_missed_acknowledgement_is_escalated_to_the_justice_bureau(
     )
     case.complete("acknowledge_receipt", ACK)
     assert case.open_elements() == ["review_jurisdiction"]
-    assert len(_timer_fired(case, "ack_overdue")) == 1  # it fires once
+    assert len(timer_firings(case, "ack_overdue")) == 1  # it fires once
     case.check_stable()
 
 
@@ -216,14 +213,9 @@ def test_missed_handling_deadline_is_escalated_to_the_justice_bureau(
     case.complete("review_jurisdiction", ACCEPT)
     due = case.due("handling_overdue")
     assert advance_to(engine, clock, due) == 1
-    assert_task(
-        case.task("supervise_handling"),
-        name="司法局督办：移送案件逾期未办结",
-        lane="司法局",
-        groups=["justice_bureau:supervisor"],
-    )
+    assert_supervised(case, "supervise_handling", name="司法局督办：移送案件逾期未办结", lane="司法局")
     assert case.open_elements() == ["handle_case", "supervise_handling"]
-    assert _timer_fired(case, "handling_overdue")
+    assert timer_firings(case, "handling_overdue")
     case.check_stable()
 
 
@@ -233,37 +225,34 @@ def _acknowledgement_due(engine: Engine, clock: ManualClock, sent_at: datetime, 
     return _transferred(engine, clock, case_no)
 
 
+@pytest.mark.parametrize(
+    ("sent_at", "due", "case_no"),
+    [
+        # Transferred on Friday 2026-03-06: the weekend does not count; Monday and Tuesday do.
+        pytest.param(shanghai(2026, 3, 6, 16, 30), shanghai(2026, 3, 11, 0, 0), "HB-A1-CAL-1", id="weekend"),
+        # Transferred on Wednesday 2026-09-30: 10-01..10-07 are holidays; 10-08 and 10-09 are the two working days.
+        pytest.param(
+            shanghai(2026, 9, 30, 10, 0), shanghai(2026, 10, 10, 0, 0), "HB-A1-CAL-2", id="national-day"
+        ),
+        # Transferred on Thursday 2026-10-08: Friday 10-09 and the adjusted working Saturday 10-10 count.
+        pytest.param(
+            shanghai(2026, 10, 8, 11, 0), shanghai(2026, 10, 11, 0, 0), "HB-A1-CAL-3", id="adjusted-saturday"
+        ),
+    ],
+)
 def test_acknowledgement_deadline_is_two_working_days_ending_at_midnight(
-    engine: Engine, clock: ManualClock
+    engine: Engine, clock: ManualClock, sent_at: datetime, due: datetime, case_no: str
 ) -> None:
     _given(engine)
-    # Transferred on Friday 2026-03-06: the weekend does not count; Monday and Tuesday do.
-    case = _acknowledgement_due(engine, clock, shanghai(2026, 3, 6, 16, 30), "HB-A1-CAL-1")
-    end_of_tuesday = shanghai(2026, 3, 11, 0, 0)
-    assert case.due("ack_overdue") == end_of_tuesday
-    assert_task(case.task("acknowledge_receipt"), due=end_of_tuesday)
-
-
-def test_acknowledgement_deadline_spans_the_national_day_holiday(engine: Engine, clock: ManualClock) -> None:
-    _given(engine)
-    # Transferred on Wednesday 2026-09-30: 10-01..10-07 are holidays; 10-08 and 10-09 are the two working days.
-    case = _acknowledgement_due(engine, clock, shanghai(2026, 9, 30, 10, 0), "HB-A1-CAL-2")
-    assert case.due("ack_overdue") == shanghai(2026, 10, 10, 0, 0)
-    assert_task(case.task("acknowledge_receipt"), due=shanghai(2026, 10, 10, 0, 0))
-    assert advance_to(engine, clock, shanghai(2026, 10, 9, 23, 59)) == 0
+    case = _acknowledgement_due(engine, clock, sent_at, case_no)
+    assert case.due("ack_overdue") == due
+    assert_task(case.task("acknowledge_receipt"), due=due)
+    assert advance_to(engine, clock, due - timedelta(minutes=1)) == 0
     assert not case.has_task("supervise_ack")
-
-
-def test_acknowledgement_deadline_lands_on_the_adjusted_working_saturday(
-    engine: Engine, clock: ManualClock
-) -> None:
-    _given(engine)
-    # Transferred on Thursday 2026-10-08: Friday 10-09 and the adjusted working Saturday 10-10 count.
-    case = _acknowledgement_due(engine, clock, shanghai(2026, 10, 8, 11, 0), "HB-A1-CAL-3")
-    end_of_saturday = shanghai(2026, 10, 11, 0, 0)
-    assert case.due("ack_overdue") == end_of_saturday
-    assert advance_to(engine, clock, end_of_saturday) == 1
-    assert_task(case.task("supervise_ack"), lane="司法局", groups=["justice_bureau:supervisor"])
+    assert advance_to(engine, clock, due) == 1
+    assert_supervised(
+        case, "supervise_ack", name="司法局督办：接收机关逾期未签收", lane="司法局", timer="ack_overdue"
+    )
 
 
 def test_handling_deadline_is_ninety_calendar_days(engine: Engine, clock: ManualClock) -> None:

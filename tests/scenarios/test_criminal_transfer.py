@@ -17,26 +17,22 @@ import pytest
 
 from engine.commands import Engine
 from tests.conftest import ManualClock
-from tests.scenarios.support import Case, advance, advance_to, assert_task, deploy_models, shanghai, start
+from tests.scenarios.criminal_steps import APPROVED, EVIDENCE, HANDED_OVER, KEY, REPORT, reported
+from tests.scenarios.support import (
+    Case,
+    advance,
+    advance_to,
+    assert_supervised,
+    assert_task,
+    deploy_models,
+    shanghai,
+    start,
+    timer_firings,
+)
 
 AGENCY = "market_regulation"
 CASE_NO = "HB-A2-001"
 
-EVIDENCE = {
-    "seized_items_list": "假冒注册商标白酒 120 箱（清单 1 份）",
-    "inspection_agency": "河南省产品质量监督检验院",
-    "inspection_report": "豫质检〔2026〕0312号",
-}
-REPORT = {
-    "officer_1_id": "zhangwei",
-    "officer_1_cert": "豫执 4112020101",
-    "officer_2_id": "lina",
-    "officer_2_cert": "豫执 4112020102",
-    "suspected_crime": "销售假冒注册商标的商品罪",
-    "investigation_report": "经查，当事人销售假冒白酒，货值金额 18 万元……",
-    "transfer_report_no": "湖市监报〔2026〕3号",
-}
-APPROVED = {"transfer_approved": True, "approval_opinion": "同意移送"}
 TRANSFER = {"transfer_letter_no": "湖市监移刑〔2026〕1号", "other_materials": "询问笔录 3 份、现场照片 20 张"}
 TRANSFER_KEYS = {
     "case_no",
@@ -50,8 +46,6 @@ TRANSFER_KEYS = {
 }
 FILED = {"filed": True, "filing_notice_no": "湖公立〔2026〕77号"}
 NOT_FILED = {"filed": False, "not_filed_reasons": "现有证据不足以证明货值达到追诉标准"}
-HANDED_OVER = {"handover_list_no": "湖市监交〔2026〕2号", "items_handed_over": True}
-SUPERVISOR = ["justice_bureau:supervisor"]
 
 
 def _given(engine: Engine, clock: ManualClock, case_no: str = CASE_NO) -> Case:
@@ -61,10 +55,8 @@ def _given(engine: Engine, clock: ManualClock, case_no: str = CASE_NO) -> Case:
 
 def _reported(engine: Engine, clock: ManualClock, case_no: str = CASE_NO) -> Case:
     """Given evidence preserved and the team's written report: the head has to decide."""
-    case = _given(engine, clock, case_no)
-    case.complete("preserve_evidence", EVIDENCE)
-    case.complete("write_report", REPORT)
-    return case
+    deploy_models(engine, KEY)
+    return reported(engine, clock, case_no, AGENCY)
 
 
 def _transferred(engine: Engine, clock: ManualClock, case_no: str = CASE_NO) -> Case:
@@ -111,10 +103,6 @@ def _supervision_proposed(engine: Engine, clock: ManualClock) -> Case:
         "decide_supervision_proposal", {"propose_supervision": True, "supervision_reason": "应当立案"}
     )
     return case
-
-
-def _timer_fired(case: Case, element_id: str) -> bool:
-    return any(e["command"] == "timer" and e["element_id"] == element_id for e in case.audit())
 
 
 # ----------------------------------------------------------------------------------------------- happy path
@@ -419,13 +407,13 @@ def test_head_does_not_decide_within_three_days_justice_bureau_supervises(
     case = _reported(engine, clock)
     assert advance_to(engine, clock, case.due("approval_overdue") - timedelta(seconds=1)) == 0
     assert advance(engine, clock, seconds=1) == 1
-    assert_task(
-        case.task("supervise_approval"),
+    assert_supervised(
+        case,
+        "supervise_approval",
         name="司法局督办：负责人逾期未作移送审批决定",
         lane="司法局",
-        groups=SUPERVISOR,
+        timer="approval_overdue",
     )
-    assert _timer_fired(case, "approval_overdue")
     assert case.open_elements() == ["head_approval", "supervise_approval"]  # the head still has to decide
 
 
@@ -438,13 +426,13 @@ def test_transfer_not_made_within_24_hours_of_approval_justice_bureau_supervises
     assert advance(engine, clock, hours=23, minutes=59) == 0
     assert advance(engine, clock, minutes=1) == 1
     assert clock() == approved_at + timedelta(hours=24)
-    assert_task(
-        case.task("supervise_transfer"),
+    assert_supervised(
+        case,
+        "supervise_transfer",
         name="司法局督办：批准后逾期未移送公安机关",
         lane="司法局",
-        groups=SUPERVISOR,
+        timer="transfer_overdue",
     )
-    assert _timer_fired(case, "transfer_overdue")
     case.complete(
         "supervise_transfer",
         {
@@ -464,13 +452,8 @@ def test_supplement_not_made_within_three_days_justice_bureau_supervises(
     # The police's own filing deadline (3 working days from the receipt) ends at the same moment.
     assert case.due("supplement_overdue") == case.due("filing_overdue")
     assert advance_to(engine, clock, case.due("supplement_overdue")) == 2
-    assert _timer_fired(case, "supplement_overdue")
-    assert_task(
-        case.task("supervise_supplement"),
-        name="司法局督办：逾期未补充移送材料",
-        lane="司法局",
-        groups=SUPERVISOR,
-    )
+    assert timer_firings(case, "supplement_overdue")
+    assert_supervised(case, "supervise_supplement", name="司法局督办：逾期未补充移送材料", lane="司法局")
     assert "supplement_materials" in case.open_elements()
 
 
@@ -505,13 +488,13 @@ def test_items_not_handed_over_within_three_days_justice_bureau_supervises(
     case = _accepted(engine, clock)
     case.reply("police_filing_decision", FILED)
     assert advance_to(engine, clock, case.due("handover_overdue")) == 1
-    assert_task(
-        case.task("supervise_handover"),
+    assert_supervised(
+        case,
+        "supervise_handover",
         name="司法局督办：逾期未移交涉案物品",
         lane="司法局",
-        groups=SUPERVISOR,
+        timer="handover_overdue",
     )
-    assert _timer_fired(case, "handover_overdue")
 
 
 def test_reconsideration_right_lapses_after_three_days(engine: Engine, clock: ManualClock) -> None:

@@ -21,7 +21,16 @@ from engine.store import queries
 from engine.store.db import read_only
 from engine.store.tables import outbox
 from tests.conftest import ManualClock
-from tests.scenarios.support import Case, advance_to, assert_task, deploy_models, shanghai, start
+from tests.scenarios.criminal_steps import reported
+from tests.scenarios.support import (
+    Case,
+    advance_to,
+    assert_supervised,
+    assert_task,
+    deploy_models,
+    shanghai,
+    start,
+)
 
 AGENCY = "market_regulation"
 CASE_NO = "XS-2026-0007"  # neutral: it is the business key and the correlation key
@@ -58,10 +67,6 @@ def _sent(engine: Engine, clock: ManualClock) -> Case:
     case.complete("head_approval", APPROVED)
     case.complete("prepare_transfer", LETTER)
     return case
-
-
-def _timer_fired(case: Case, element_id: str) -> bool:
-    return any(e["command"] == "timer" and e["element_id"] == element_id for e in case.audit())
 
 
 def test_happy_path_registered_approved_sealed_transfer_registered_by_the_commission(
@@ -150,13 +155,14 @@ def test_not_transferred_within_fifteen_working_days_case_supervision_supervises
     assert case.due("transfer_overdue") == shanghai(2026, 3, 24, 0, 0)  # 15th working day: Monday 03-23
     assert advance_to(engine, clock, shanghai(2026, 3, 23, 23, 59)) == 0
     assert advance_to(engine, clock, shanghai(2026, 3, 24, 0, 0)) == 1
-    assert_task(
-        case.task("supervise_transfer"),
+    assert_supervised(
+        case,
+        "supervise_transfer",
         name="纪委监委督办：问题线索逾期未移送",
         lane="纪委监委案件监督管理部门",
+        timer="transfer_overdue",
         groups=["discipline_commission:case_supervision"],
     )
-    assert _timer_fired(case, "transfer_overdue")
     assert case.open_elements() == ["head_approval", "supervise_transfer"]  # the transfer is still owed
     case.complete("head_approval", APPROVED)
     case.complete("prepare_transfer", LETTER)
@@ -194,23 +200,7 @@ def test_the_clue_travels_only_to_the_discipline_commission(engine: Engine, cloc
     deploy_models(engine, "discipline_clue_transfer", "criminal_transfer")
     case = _sent(engine, clock)
     # Another case of the same agency in the same engine sends its own messages.
-    other = start(engine, clock, "criminal_transfer", case_no="HB-A2-900", sender_agency=AGENCY)
-    other.complete(
-        "preserve_evidence",
-        {"seized_items_list": "白酒", "inspection_agency": "质检院", "inspection_report": "1"},
-    )
-    other.complete(
-        "write_report",
-        {
-            "officer_1_id": "zhangwei",
-            "officer_1_cert": "豫执 4112020101",
-            "officer_2_id": "lina",
-            "officer_2_cert": "豫执 4112020102",
-            "suspected_crime": "x",
-            "investigation_report": "y",
-            "transfer_report_no": "z",
-        },
-    )
+    other = reported(engine, clock, "HB-A2-900", AGENCY)
     other.complete("head_approval", {"transfer_approved": True})
     other.complete("transfer_to_police", {"transfer_letter_no": "t", "other_materials": "无"})
 

@@ -11,6 +11,7 @@ from engine.commands import Engine
 from engine.directory import load_agency_codes, load_directory
 from engine.errors import Forbidden, InvalidForm
 from tests.conftest import ManualClock
+from tests.scenarios.criminal_steps import EVIDENCE, REPORT, reported
 from tests.scenarios.support import deploy_models, start
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,26 +35,10 @@ def test_only_certified_officers_and_the_head_act_on_a_criminal_transfer(
         with pytest.raises(Forbidden):
             guarded.claim(evidence, user)
     guarded.claim(evidence, "zhangwei")
-    case.complete(
-        "preserve_evidence",
-        {"seized_items_list": "白酒 120 箱", "inspection_agency": "质检院", "inspection_report": "豫质检1号"},
-        user="zhangwei",
-    )
+    case.complete("preserve_evidence", EVIDENCE, user="zhangwei")
     report = case.task("write_report")["id"]
     guarded.claim(report, "lina")
-    case.complete(
-        "write_report",
-        {
-            "officer_1_id": "zhangwei",
-            "officer_1_cert": "豫执 4112020101",
-            "officer_2_id": "lina",
-            "officer_2_cert": "豫执 4112020102",
-            "suspected_crime": "销售假冒注册商标的商品罪",
-            "investigation_report": "经查……",
-            "transfer_report_no": "湖市监报1号",
-        },
-        user="lina",
-    )
+    case.complete("write_report", REPORT, user="lina")
     approval = case.task("head_approval")["id"]
     with pytest.raises(Forbidden):
         guarded.claim(approval, "zhangwei")  # an officer is not the head (310 Art. 5)
@@ -62,23 +47,7 @@ def test_only_certified_officers_and_the_head_act_on_a_criminal_transfer(
 
 def test_a_refusal_is_not_recorded_without_its_reasons(engine: Engine, clock: ManualClock) -> None:
     deploy_models(engine, "criminal_transfer")
-    case = start(engine, clock, "criminal_transfer", case_no="HB-GATE-2", sender_agency="market_regulation")
-    case.complete(
-        "preserve_evidence",
-        {"seized_items_list": "白酒", "inspection_agency": "质检院", "inspection_report": "1"},
-    )
-    case.complete(
-        "write_report",
-        {
-            "officer_1_id": "zhangwei",
-            "officer_1_cert": "豫执 4112020101",
-            "officer_2_id": "lina",
-            "officer_2_cert": "豫执 4112020102",
-            "suspected_crime": "x",
-            "investigation_report": "y",
-            "transfer_report_no": "z",
-        },
-    )
+    case = reported(engine, clock, "HB-GATE-2")
     with pytest.raises(InvalidForm) as refused:
         case.complete("head_approval", {})
     assert "transfer_approved" in str(refused.value.details)

@@ -12,30 +12,27 @@ message catch (A1, B, C) cannot be reached by a reply at all.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-from lxml import etree
 
 from engine.commands import Engine
-from engine.definitions.xml import parse_xml
 from engine.errors import MessageNotCorrelated
 from tests.conftest import ManualClock
+from tests.scenarios.criminal_steps import APPROVED, HANDED_OVER, reported
+from tests.scenarios.models import (
+    DISTRICT_MODELS,
+    NS,
+    bpmn_doc,
+    bpmn_files,
+    candidate_groups,
+    caseflow,
+    local_name,
+    message_catches,
+    split_list,
+)
 from tests.scenarios.support import Case, deploy_models, roles, start
 
-BPMN_DIR = Path(__file__).resolve().parents[2] / "bpmn"
-BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
-CAMUNDA = "http://camunda.org/schema/1.0/bpmn"
-CASEFLOW = "http://caseflow.local/schema/bpmn/1.0"
-NS = {"bpmn": BPMN, "camunda": CAMUNDA}
-DISTRICT_MODELS = (
-    "clue_transfer",
-    "criminal_transfer",
-    "discipline_clue_transfer",
-    "approval_supervision_penalty",
-    "jurisdiction_dispute",
-)
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ASSIGNED = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=", re.MULTILINE)
 TEMPLATE = re.compile(r"\$\{\s*([A-Za-z_][A-Za-z0-9_]*)")
@@ -77,34 +74,12 @@ AGENCY = "market_regulation"
 
 
 # ------------------------------------------------------------------------------------------------ static
-def _doc(path: Path) -> Any:
-    return parse_xml(path.read_bytes(), path.name)
-
-
-def _local(node: Any) -> str:
-    return str(etree.QName(node).localname)
-
-
-def _catches(doc: Any) -> list[Any]:
-    """Every element that receives a message: catch and boundary events, message starts, receive tasks."""
-    return list(
-        doc.xpath(
-            "//bpmn:intermediateCatchEvent[bpmn:messageEventDefinition]"
-            " | //bpmn:boundaryEvent[bpmn:messageEventDefinition]"
-            " | //bpmn:startEvent[bpmn:messageEventDefinition]"
-            " | //bpmn:receiveTask",
-            namespaces=NS,
-        )
-    )
-
-
 def _declared(node: Any) -> list[tuple[str, str]]:
     """(variable, message field) pairs of a catch's caseflow:payload."""
     pairs = []
-    for item in (node.get(f"{{{CASEFLOW}}}payload") or "").split(","):
-        if item.strip():
-            variable, _, field = item.partition("=")
-            pairs.append((variable.strip(), (field or variable).strip()))
+    for item in split_list(caseflow(node, "payload")):
+        variable, _, field = item.partition("=")
+        pairs.append((variable.strip(), (field or variable).strip()))
     return pairs
 
 
@@ -116,18 +91,17 @@ def _own_variables(doc: Any) -> set[str]:
         scripts |= set(ASSIGNED.findall(str(script)))
     templates = set()
     for node in doc.xpath("//bpmn:userTask", namespaces=NS):
-        templates |= set(TEMPLATE.findall(node.get(f"{{{CAMUNDA}}}candidateGroups") or ""))
+        templates |= {variable for group in candidate_groups(node) for variable in TEMPLATE.findall(group)}
     return fields | scripts | templates
 
 
 def test_every_catching_message_element_declares_what_a_message_may_set() -> None:
-    files = sorted(BPMN_DIR.glob("*.bpmn"))
+    files = bpmn_files()
     assert {f.stem for f in files} >= set(DISTRICT_MODELS)
     checked = 0
     for path in files:
-        doc = _doc(path)
-        for node in _catches(doc):
-            where = f"{path.name}: {_local(node)} {node.get('id')}"
+        for node in message_catches(bpmn_doc(path)):
+            where = f"{path.name}: {local_name(node)} {node.get('id')}"
             declared = _declared(node)
             assert declared, f"{where} has no caseflow:payload: a message could set any variable"
             for variable, field in declared:
@@ -138,9 +112,9 @@ def test_every_catching_message_element_declares_what_a_message_may_set() -> Non
 
 @pytest.mark.parametrize("stem", DISTRICT_MODELS)
 def test_no_catch_lets_a_reply_set_routing_periods_content_or_what_staff_enter(stem: str) -> None:
-    doc = _doc(BPMN_DIR / f"{stem}.bpmn")
+    doc = bpmn_doc(stem)
     own = _own_variables(doc)
-    for node in _catches(doc):
+    for node in message_catches(doc):
         where = f"{stem}: {node.get('id')}"
         for variable, _ in _declared(node):
             assert variable not in FORGED, f"{where} lets a reply set '{variable}'"
@@ -151,22 +125,7 @@ def test_no_catch_lets_a_reply_set_routing_periods_content_or_what_staff_enter(s
 
 
 # ----------------------------------------------------------------------------------------------- A2
-EVIDENCE = {
-    "seized_items_list": "假冒注册商标白酒 120 箱（清单 1 份）",
-    "inspection_agency": "河南省产品质量监督检验院",
-    "inspection_report": "豫质检〔2026〕0312号",
-}
-REPORT = {
-    "officer_1_id": "zhangwei",
-    "officer_1_cert": "豫执 4112020101",
-    "officer_2_id": "lina",
-    "officer_2_cert": "豫执 4112020102",
-    "suspected_crime": "销售假冒注册商标的商品罪",
-    "investigation_report": "经查，当事人销售假冒白酒，货值金额 18 万元……",
-    "transfer_report_no": "湖市监报〔2026〕3号",
-}
 TRANSFER = {"transfer_letter_no": "湖市监移刑〔2026〕1号", "other_materials": "询问笔录 3 份"}
-HANDED_OVER = {"handover_list_no": "湖市监交〔2026〕2号", "items_handed_over": True}
 
 
 def _snapshot(case: Case) -> dict[str, Any]:
@@ -186,10 +145,8 @@ def _forged_reply(case: Case, name: str, genuine: dict[str, Any]) -> None:
 
 def _transferred(engine: Engine, clock: ManualClock, case_no: str) -> Case:
     deploy_models(engine, "criminal_transfer")
-    case = start(engine, clock, "criminal_transfer", case_no=case_no, sender_agency=AGENCY)
-    case.complete("preserve_evidence", EVIDENCE)
-    case.complete("write_report", REPORT)
-    case.complete("head_approval", {"transfer_approved": True, "approval_opinion": "同意移送"})
+    case = reported(engine, clock, case_no, AGENCY)
+    case.complete("head_approval", APPROVED)
     case.complete("transfer_to_police", TRANSFER)
     return case
 
@@ -303,8 +260,8 @@ def test_a3_forged_pass_on_notice_goes_to_the_sender_s_officers(engine: Engine, 
 # ------------------------------------------------------------------------------------------- A1, B, C
 def _message_names() -> set[str]:
     names: set[str] = set()
-    for path in BPMN_DIR.glob("*.bpmn"):
-        names |= {str(m.get("name")) for m in _doc(path).xpath("//bpmn:message", namespaces=NS)}
+    for path in bpmn_files():
+        names |= {str(m.get("name")) for m in bpmn_doc(path).xpath("//bpmn:message", namespaces=NS)}
     return names
 
 

@@ -9,19 +9,28 @@ first; each missed deadline of the coordination (materials 5, acceptance review 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pytest
 
 from engine.commands import Engine
 from engine.errors import InvalidForm
 from tests.conftest import ManualClock
-from tests.scenarios.support import Case, advance_to, assert_task, deploy_models, shanghai, start
+from tests.scenarios.support import (
+    Case,
+    advance_to,
+    assert_supervised,
+    assert_task,
+    deploy_models,
+    end_of_day,
+    shanghai,
+    start,
+    timer_firings,
+)
 
 KEY = "jurisdiction_dispute"
 SENDER = "market_regulation"
 RECEIVER = "urban_management"
-SUPERVISOR = ["justice_bureau:supervisor"]
 COORDINATOR = ["justice_bureau:coordinator"]
 
 LANE_SENDER = "争议机关·移送机关执法人员"
@@ -83,14 +92,6 @@ def _accepted(engine: Engine, clock: ManualClock, at: datetime | None = None) ->
     case.complete("submit_receiver", RECEIVER_MATERIALS, user="sunlei")
     case.complete("accept_review", ACCEPT, user="gaoyan")
     return case
-
-
-def _end_of(day: datetime) -> datetime:
-    return shanghai(day.year, day.month, day.day, 0) + timedelta(days=1)
-
-
-def _timer_fired(case: Case, element_id: str) -> bool:
-    return any(e["command"] == "timer" and e["element_id"] == element_id for e in case.audit())
 
 
 def test_agreement_in_negotiation_designates_the_agreed_agency(engine: Engine, clock: ManualClock) -> None:
@@ -233,7 +234,7 @@ def test_materials_missed_over_national_day_create_supervision_tasks(
     _given(engine)
     case = _notified(engine, clock, at=shanghai(2026, 9, 29, 10))
     # Five working days after 09-29: 09-30, 10-08, 10-09, 10-10 (adjusted Saturday), 10-12.
-    deadline = _end_of(shanghai(2026, 10, 12))
+    deadline = end_of_day(shanghai(2026, 10, 12))
     assert_task(case.task("submit_sender"), due=deadline)
     assert_task(case.task("submit_receiver"), due=deadline)
     assert case.due("sender_materials_overdue") == deadline
@@ -241,14 +242,11 @@ def test_materials_missed_over_national_day_create_supervision_tasks(
     advance_to(engine, clock, shanghai(2026, 10, 12, 23, 59))
     assert not case.has_task("supervise_sender_materials")
     advance_to(engine, clock, shanghai(2026, 10, 13, 8))
-    assert_task(
-        case.task("supervise_sender_materials"),
-        name="司法局督办：移送机关协调材料逾期未交",
-        lane=LANE_SUPERVISOR,
-        groups=SUPERVISOR,
+    assert_supervised(
+        case, "supervise_sender_materials", name="司法局督办：移送机关协调材料逾期未交", lane=LANE_SUPERVISOR
     )
     assert not case.has_task("supervise_receiver_materials")  # the receiver submitted in time
-    assert _timer_fired(case, "sender_materials_overdue")
+    assert timer_firings(case, "sender_materials_overdue")
     case.complete("supervise_sender_materials", SUPERVISE, user="xuming")
     case.complete("submit_sender", SENDER_MATERIALS, user="zhangwei")
     assert case.open_elements() == ["accept_review"]
@@ -259,14 +257,14 @@ def test_receiver_materials_missed_creates_a_supervision_task(engine: Engine, cl
     _given(engine)
     case = _notified(engine, clock, at=shanghai(2026, 10, 8, 10))
     # Five working days after 10-08: 10-09, 10-10 (adjusted Saturday), 10-12, 10-13, 10-14.
-    assert case.due("receiver_materials_overdue") == _end_of(shanghai(2026, 10, 14))
+    assert case.due("receiver_materials_overdue") == end_of_day(shanghai(2026, 10, 14))
     case.complete("submit_sender", SENDER_MATERIALS, user="zhangwei")
     advance_to(engine, clock, shanghai(2026, 10, 15, 8))
-    assert_task(
-        case.task("supervise_receiver_materials"),
+    assert_supervised(
+        case,
+        "supervise_receiver_materials",
         name="司法局督办：接收机关协调材料逾期未交",
         lane=LANE_SUPERVISOR,
-        groups=SUPERVISOR,
     )
     case.check_stable()
 
@@ -281,16 +279,16 @@ def test_acceptance_review_missed_ends_on_the_adjusted_working_saturday(
     case.complete("submit_receiver", RECEIVER_MATERIALS, user="sunlei")
     # Three working days after Thursday 10-08: Friday 10-09, Saturday 10-10 (an adjusted working day) and
     # Monday 10-12; the Sunday between does not count.
-    deadline = _end_of(shanghai(2026, 10, 12))
+    deadline = end_of_day(shanghai(2026, 10, 12))
     assert_task(case.task("accept_review"), due=deadline)
     advance_to(engine, clock, shanghai(2026, 10, 13, 8))
-    assert_task(
-        case.task("supervise_acceptance"),
+    assert_supervised(
+        case,
+        "supervise_acceptance",
         name="司法局督办：协调受理审查超期",
         lane=LANE_SUPERVISOR,
-        groups=SUPERVISOR,
+        timer="acceptance_overdue",
     )
-    assert _timer_fired(case, "acceptance_overdue")
     case.check_stable()
 
 
@@ -298,13 +296,11 @@ def test_reply_missed_creates_a_supervision_task(engine: Engine, clock: ManualCl
     _given(engine)
     case = _accepted(engine, clock, at=shanghai(2026, 9, 29, 10))
     # Seven working days after 09-29: 09-30, 10-08, 10-09, 10-10, 10-12, 10-13, 10-14.
-    deadline = _end_of(shanghai(2026, 10, 14))
+    deadline = end_of_day(shanghai(2026, 10, 14))
     assert_task(case.task("coordinate"), due=deadline)
     assert case.due("reply_overdue") == deadline
     advance_to(engine, clock, shanghai(2026, 10, 15, 8))
-    assert_task(
-        case.task("supervise_reply"), name="司法局督办：协调答复超期", lane=LANE_SUPERVISOR, groups=SUPERVISOR
-    )
+    assert_supervised(case, "supervise_reply", name="司法局督办：协调答复超期", lane=LANE_SUPERVISOR)
     assert case.has_task("coordinate")  # the reply is still owed
     case.complete("coordinate", AGREED, user="gaoyan")
     assert case.open_elements() == ["supervise_reply", "take_over"]

@@ -11,37 +11,30 @@ from a decision table is a [U] parameter of that table.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.commands import Engine
-from engine.definitions.xml import parse_xml
 from tests.conftest import ManualClock
+from tests.scenarios.models import (
+    BPMN,
+    DISTRICT_MODELS,
+    NS,
+    bpmn_doc,
+    camunda,
+    caseflow,
+    documentation,
+    timer_duration,
+    timers,
+)
 from tests.scenarios.support import deploy_models, start
 
-BPMN_DIR = Path(__file__).resolve().parents[2] / "bpmn"
-BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
-CAMUNDA = "http://camunda.org/schema/1.0/bpmn"
-CASEFLOW = "http://caseflow.local/schema/bpmn/1.0"
-NS = {"bpmn": BPMN, "camunda": CAMUNDA}
-DISTRICT_MODELS = (
-    "clue_transfer",
-    "criminal_transfer",
-    "discipline_clue_transfer",
-    "approval_supervision_penalty",
-    "jurisdiction_dispute",
-)
 VARIABLE = re.compile(r"^\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}$")
 DECISION = re.compile(r"^\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\.[A-Za-z_][A-Za-z0-9_.]*\s*\}$")
 LITERAL_PERIOD = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"(P(?:T?\d+[DHMW]))"\s*$', re.MULTILINE)
 PARAMETER = re.compile(r"\[[US]\] 参数")
 UNIT = {"working_days": "个工作日", "calendar_days": "日", "hours": "小时"}
-
-
-def _doc(stem: str) -> Any:
-    return parse_xml((BPMN_DIR / f"{stem}.bpmn").read_bytes(), f"{stem}.bpmn")
 
 
 def _start_script(doc: Any) -> tuple[str, str]:
@@ -61,7 +54,7 @@ def _start_script(doc: Any) -> tuple[str, str]:
 
 def start_periods(stem: str) -> dict[str, str]:
     """Period variable -> literal duration, as the start script assigns them."""
-    _, text = _start_script(_doc(stem))
+    _, text = _start_script(bpmn_doc(stem))
     return dict(LITERAL_PERIOD.findall(text))
 
 
@@ -73,37 +66,37 @@ def _practice_value(duration: str) -> str:
 def test_u_and_s_periods_are_set_once_in_the_start_script_and_documented_with_their_practice_value(
     stem: str,
 ) -> None:
-    doc = _doc(stem)
+    doc = bpmn_doc(stem)
     script_id, text = _start_script(doc)
     periods = start_periods(stem)
     parameters = 0
-    for timer in doc.xpath("//bpmn:*[bpmn:timerEventDefinition]", namespaces=NS):
+    for timer in timers(doc):
         where = f"{stem}: {timer.get('id')}"
-        duration = timer.xpath("string(bpmn:timerEventDefinition/*)", namespaces=NS).strip()
-        documentation = "".join(timer.xpath("bpmn:documentation/text()", namespaces=NS))
-        calendar = timer.get(f"{{{CASEFLOW}}}calendar")
+        duration = timer_duration(timer)
+        described = documentation(timer)
+        calendar = caseflow(timer, "calendar")
         if match := VARIABLE.match(duration):
             name = match.group(1)
             assert name in periods, f"{where}: {name} is not set by a literal in the start script {script_id}"
             assert len(re.findall(rf"^\s*{name}\s*=", text, re.MULTILINE)) == 1, f"{where}: {name} set twice"
-            assert PARAMETER.search(documentation), f"{where}: documentation does not say [U]/[S] 参数"
-            assert name in documentation, f"{where}: documentation does not name {name}"
+            assert PARAMETER.search(described), f"{where}: documentation does not say [U]/[S] 参数"
+            assert name in described, f"{where}: documentation does not name {name}"
             practice = f"实践值 {_practice_value(periods[name])} {UNIT[str(calendar)]}"
-            assert practice in documentation, f"{where}: documentation lacks {practice!r}: {documentation}"
+            assert practice in described, f"{where}: documentation lacks {practice!r}: {described}"
             parameters += 1
         elif DECISION.match(duration):
-            assert (
-                PARAMETER.search(documentation) and "决策表" in documentation and "实践值" in documentation
-            ), f"{where}: an interval from a decision table is a [U] parameter of that table"
+            assert PARAMETER.search(described) and "决策表" in described and "实践值" in described, (
+                f"{where}: an interval from a decision table is a [U] parameter of that table"
+            )
         else:
-            assert not PARAMETER.search(documentation), (
+            assert not PARAMETER.search(described), (
                 f"{where}: says it is a parameter but its duration {duration!r} is written on the timer; "
                 f"set it in the start script {script_id}"
             )
     # Each model has [U]/[S] periods; due dates use the same variables.
     assert parameters, stem
     for task in doc.xpath("//bpmn:userTask[@camunda:dueDate]", namespaces=NS):
-        due = task.get(f"{{{CAMUNDA}}}dueDate")
+        due = str(camunda(task, "dueDate"))
         if match := VARIABLE.match(due):
             assert match.group(1) in periods, f"{stem}: {task.get('id')} due date {due}"
 
