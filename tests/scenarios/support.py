@@ -14,8 +14,8 @@ on the ``engine`` fixture (SQLite and PostgreSQL) with the injected :class:`~tes
 
 Stable API (models-B imports it): :func:`model_file`, :func:`deploy_models`, :func:`deploy_fixture`,
 :func:`start`, :class:`Case` (``id``, ``case_no``, ``view``, ``state``, ``variables``, ``open_elements``,
-``tasks``, ``task``, ``has_task``, ``timers``, ``due``, ``sent``, ``waiting_for_messages``, ``audit``,
-``complete``, ``reply``, ``check_stable``), :class:`Sent` (``name``, ``to``, ``sender``, ``payload``,
+``tasks``, ``task``, ``has_task``, ``visited_elements``, ``timers``, ``due``, ``sent``, ``waiting_for_messages``,
+``audit``, ``complete``, ``reply``, ``check_stable``), :class:`Sent` (``name``, ``to``, ``sender``, ``payload``,
 ``correlation_keys``, ``envelope``), :func:`advance`, :func:`advance_to`, :func:`fire_timers`,
 :func:`assert_task`, :func:`roles`, :func:`shanghai`, :func:`utc`, ``SHANGHAI``, :func:`end_of_day`,
 :func:`timer_firings`, :func:`assert_supervised`. Add to it; do not change
@@ -148,6 +148,10 @@ class Case:
     def open_elements(self) -> list[str]:
         """Element ids of the open user tasks, sorted."""
         return sorted(t["element_id"] for t in self.tasks())
+
+    def visited_elements(self) -> set[str]:
+        """Element ids of every user task the case has had, open, completed or cancelled."""
+        return {t["element_id"] for t in self.tasks(state=None)}
 
     def has_task(self, element_id: str) -> bool:
         return any(t["element_id"] == element_id for t in self.tasks())

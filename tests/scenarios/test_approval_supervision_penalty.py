@@ -12,13 +12,11 @@ run on the working-day calendar, including the 2026 National Day holiday and the
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.commands import Engine
-from engine.directory import load_agency_codes, load_directory
 from engine.errors import Forbidden, InvalidForm
 from tests.conftest import ManualClock
 from tests.scenarios.support import (
@@ -172,10 +170,6 @@ def _decided(engine: Engine, clock: ManualClock, **extra: Any) -> Case:
     return case
 
 
-def _done_elements(case: Case) -> set[str]:
-    return {t["element_id"] for t in case.tasks(state=None)}
-
-
 # ------------------------------------------------------------------------------------------------- paths
 def test_happy_path_general_case_without_hearing_or_legal_review(engine: Engine, clock: ManualClock) -> None:
     _given(engine)
@@ -269,10 +263,11 @@ def test_happy_path_general_case_without_hearing_or_legal_review(engine: Engine,
     assert documents["receipt_no"] == "FS-0031"
     assert documents["credit_repair_notice_delivered"] is True
     assert documents["licence_follow_up"] == "none"
-    assert not {"legal_review", "collective_discussion", "notice_hearing", "hold_hearing"} & _done_elements(
-        case
+    assert (
+        not {"legal_review", "collective_discussion", "notice_hearing", "hold_hearing"}
+        & case.visited_elements()
     )
-    assert not any(e.startswith("supervise_") for e in _done_elements(case))
+    assert not any(e.startswith("supervise_") for e in case.visited_elements())
     case.check_stable()
 
 
@@ -298,7 +293,7 @@ def test_major_case_passes_legal_review_and_collective_discussion(engine: Engine
     assert documents["review_opinion"] == REVIEW_PASSED["review_opinion"]
     assert documents["discussion_minutes"] == "同意给予罚款"
     assert case.open_elements() == ["deliver_decision", "publicize"]
-    assert "notice_hearing" not in _done_elements(case)
+    assert "notice_hearing" not in case.visited_elements()
     case.check_stable()
 
 
@@ -698,15 +693,10 @@ def test_fine_unpaid_after_15_days_gets_a_surcharge_notice(engine: Engine, clock
 
 
 # ------------------------------------------------------------------------------------- roles and forms
-DEPLOYMENTS = Path(__file__).resolve().parents[2] / "deployments"
-
-
-def test_roles_and_forms_gate_the_enforcement_steps(engine: Engine, clock: ManualClock) -> None:
+def test_roles_and_forms_gate_the_enforcement_steps(guarded: Engine, clock: ManualClock) -> None:
     """With the demo users directory: only certified officers investigate, only a legally qualified reviewer
     reviews, only the head discusses and decides; a form missing a required field is refused (422)."""
-    engine.directory = load_directory(
-        DEPLOYMENTS / "users.yaml", load_agency_codes(DEPLOYMENTS / "agencies.yaml")
-    )
+    engine = guarded
     _given(engine)
     case = _start(engine, clock)
     with pytest.raises(Forbidden):

@@ -3,26 +3,13 @@ directory) and which form fields a step refuses to go without (camunda:formData)
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from engine.commands import Engine
-from engine.directory import load_agency_codes, load_directory
 from engine.errors import Forbidden, InvalidForm
 from tests.conftest import ManualClock
 from tests.scenarios.criminal_steps import EVIDENCE, REPORT, reported
 from tests.scenarios.support import deploy_models, start
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def guarded(engine: Engine) -> Engine:
-    engine.directory = load_directory(
-        ROOT / "deployments" / "users.yaml", load_agency_codes(ROOT / "deployments" / "agencies.yaml")
-    )
-    return engine
 
 
 def test_only_certified_officers_and_the_head_act_on_a_criminal_transfer(
