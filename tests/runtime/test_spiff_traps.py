@@ -396,7 +396,7 @@ def _sender(payload: str | None) -> bytes:
 
 def _outbox_variables(engine: Engine) -> list[dict[str, Any]]:
     with read_only(engine.db) as conn:
-        return [r.envelope["variables"] for r in conn.execute(select(outbox).order_by(outbox.c.id))]
+        return [r.envelope["payload"] for r in conn.execute(select(outbox).order_by(outbox.c.id))]
 
 
 def test_trap04_throw_copies_only_the_declared_payload(engine: Engine) -> None:
