@@ -116,6 +116,7 @@ class Database:
         self.db.dispose()
         admin = create_engine(self.base_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
+            conn.execute(text("SET lock_timeout = '30s'"))  # a stray session must not hang the test run
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
         admin.dispose()
 
