@@ -293,6 +293,22 @@ def queue_depth(queue: str, url: str = AMQP_URL) -> int | None:
             connection.close()
 
 
+def consumer_count(queue: str, url: str = AMQP_URL) -> int:
+    """Consumers attached to ``queue`` (0 when it does not exist)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        try:
+            return int(channel.queue_declare(queue, passive=True).method.consumer_count)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                return 0
+            raise
+    finally:
+        with suppress(Exception):
+            connection.close()
+
+
 def delete_broker_objects(prefix: str, url: str = AMQP_URL) -> None:
     """Remove every queue and exchange whose name starts with ``prefix.`` (the run's own topology)."""
     queues = [q for q in rabbitmqctl("list_queues", "-q", "--no-table-headers", "name").split() if q]
@@ -448,6 +464,17 @@ class Link:
 
     def dead_letter_queue(self, agency: str) -> str:
         return f"{self.prefix}.dead-letter.{agency}"
+
+    def wait_consumers(self, count: int, agency: str = RECEIVER_AGENCY, timeout: float = 60) -> None:
+        """Until ``count`` consumers are attached to the agency's inbox."""
+        deadline = time.monotonic() + timeout
+        while consumer_count(self.inbox_queue(agency), self.amqp_url) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"fewer than {count} consumers on {self.inbox_queue(agency)} after {timeout:.0f} s"
+                )
+            self.check_processes()
+            time.sleep(0.2)
 
     # transfers
 
