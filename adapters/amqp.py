@@ -62,6 +62,10 @@ class Names:
         return f"{self.prefix}-{code}"
 
 
+def _nothing() -> None:
+    """A no-op callback: scheduling it wakes a BlockingConnection's process_data_events."""
+
+
 def parameters(url: str) -> pika.URLParameters:
     params = pika.URLParameters(url)
     params.connection_attempts = 1
@@ -293,6 +297,10 @@ class Publisher:
         for tag in tags:
             self._unconfirmed.discard(tag)
             self._confirmed[tag] = acked
+        if self._connection is not None:
+            # A callback on the underlying channel does not end process_data_events by itself: without this
+            # the waiting publisher would sleep out its whole time slice after the last confirm arrived.
+            self._connection.add_callback_threadsafe(_nothing)
 
     def _on_return(self, _channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
         if properties.message_id:

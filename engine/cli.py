@@ -329,10 +329,15 @@ def parser() -> argparse.ArgumentParser:
         "(default: empty hashes; set passwords with rabbitmqctl change_password)",
     )
     te.set_defaults(func=cmd_topology_export)
-    s = add("agency-sim", "run a simulated external agency system over RabbitMQ (demos, tests)", cmd_agency_sim)
+    s = add(
+        "agency-sim", "run a simulated external agency system over RabbitMQ (demos, tests)", cmd_agency_sim
+    )
     s.add_argument("agency", help="agency code, e.g. public_security")
     s.add_argument(
-        "--filing-delay", type=float, default=5.0, help="seconds before public_security sends its filing decision"
+        "--filing-delay",
+        type=float,
+        default=5.0,
+        help="seconds before public_security sends its filing decision",
     )
     s = add("deploy", "deploy BPMN/DMN files as one deployment", cmd_deploy)
     s.add_argument("files", nargs="+", metavar="FILE")

@@ -71,7 +71,7 @@ class Link:
         ]
         self.consumer = self.consumers[0]
         self.relay_error: str | None = None
-        engine.after_commit.append(self._wake.set)
+        engine.on_commit(self._wake.set, "outbox")
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, *, relay: bool = True, consume: bool = True) -> None:

@@ -34,7 +34,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
-        engine.after_commit.append(self._wake.set)
+        engine.on_commit(self._wake.set, "timers", "outbox")
 
     def run_once(self) -> int:
         """One pass; returns how much work was done (tests call this with a manual clock)."""

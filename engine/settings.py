@@ -92,7 +92,9 @@ class Settings:
         except (ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"CASEFLOW_TIMEZONE={self.timezone!r} is not a known time zone") from None
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", self.amqp_prefix):
-            raise SettingsError("CASEFLOW_AMQP_PREFIX may hold letters, digits, '_', '.' and '-' (at most 64)")
+            raise SettingsError(
+                "CASEFLOW_AMQP_PREFIX may hold letters, digits, '_', '.' and '-' (at most 64)"
+            )
         if self.environment == "production" and self.database_url.startswith("sqlite"):
             raise SettingsError("production needs PostgreSQL: set CASEFLOW_DATABASE_URL")
 

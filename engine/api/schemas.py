@@ -167,7 +167,8 @@ class IncidentOut(_Out):
     error_type: str
     message: str
     state: str
-    details: dict[str, Any] | None = None  # a refused message: message_id, from, to, reason, dead_letter_queue
+    # a refused message: message_id, from, to, reason, dead_letter_queue
+    details: dict[str, Any] | None = None
 
 
 class RetryOut(_Out):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -385,6 +386,8 @@ class EngineBase:
         checker = Evaluator({"now": self.now})
         self.checkers = Checkers(expression=checker.check, script=checker.check_script)
         self.after_commit: list[Callable[[], None]] = []
+        self._watchers: list[tuple[Callable[[], None], frozenset[str]]] = []
+        self._written = threading.local()  # what the current thread's command wrote, for _notify
         # message name -> latest definitions it starts, read at most every START_CACHE_SECONDS (a deploy in this
         # process clears it; one in another process is seen within that time)
         self.message_starts: tuple[float, dict[str, list[Any]]] | None = None
@@ -616,6 +619,9 @@ class EngineBase:
             )
         if outgoing:
             self._write_outbox(writes, row, outgoing, now, variables_json)
+            self._wrote("outbox")
+        if projection.timers or (row.waits or {}).get("timers"):
+            self._wrote("timers")
         if writes.run(conn, decisive, decisive_params) is None:
             raise ConcurrentModification(
                 f"process instance '{row.id}' was changed by another command at the same time; retry",
@@ -905,9 +911,26 @@ class EngineBase:
                 f"process instance '{instance_id}' changed at the same time; retry", instance_id=instance_id
             )
 
+    def on_commit(self, callback: Callable[[], None], *kinds: str) -> None:
+        """Call ``callback`` after a command commits that wrote any of ``kinds`` (``outbox``: a message to
+        relay; ``timers``: a timer armed or moved). Without kinds: after every command."""
+        self._watchers.append((callback, frozenset(kinds)))
+
+    def _wrote(self, *kinds: str) -> None:
+        written: set[str] | None = getattr(self._written, "kinds", None)
+        if written is None:
+            written = set()
+            self._written.kinds = written
+        written.update(kinds)
+
     def _notify(self) -> None:
+        written: set[str] = getattr(self._written, "kinds", None) or set()
+        self._written.kinds = None
         for callback in self.after_commit:
             callback()
+        for callback, kinds in self._watchers:
+            if not kinds or kinds & written:
+                callback()
 
 
 class _Row:
