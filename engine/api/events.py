@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy import select
 
 from engine.api.deps import ActorDep, EngineDep, ViewerDep, errors, require_json
 from engine.api.schemas import (
@@ -18,8 +19,10 @@ from engine.api.schemas import (
     RetryOut,
     RetryRequest,
 )
+from engine.errors import NotFound
 from engine.store import queries
 from engine.store.db import read_only
+from engine.store.tables import job
 
 router = APIRouter(tags=["messages and incidents"], dependencies=[Depends(require_json)])
 
@@ -33,8 +36,8 @@ JobId = Annotated[str, Path(max_length=255)]
     responses=errors(409, 415, 422),
     summary="Deliver a message to the instance waiting for it (or start one; or buffer it for ttl_seconds)",
 )
-def correlate(engine: EngineDep, actor: ActorDep, body: MessageRequest) -> dict[str, Any]:
-    return engine.correlate(
+def correlate(engine: EngineDep, actor: ActorDep, viewer: ViewerDep, body: MessageRequest) -> dict[str, Any]:
+    result = engine.correlate(
         body.name,
         business_key=body.business_key,
         correlation_keys=body.correlation_keys,
@@ -45,6 +48,8 @@ def correlate(engine: EngineDep, actor: ActorDep, body: MessageRequest) -> dict[
         actor=actor,
         source="api",
     )
+    # The sender learns that its message arrived, not what a confidential case holds.
+    return {**result, "instances": engine.redact_hidden(list(result.get("instances") or []), viewer)}
 
 
 @router.get("/api/incidents", response_model=list[IncidentOut], summary="List open incidents")
@@ -71,10 +76,10 @@ def retry(
     "/api/jobs", response_model=list[JobOut], summary="List jobs (service tasks waiting for a worker)"
 )
 def list_jobs(
-    engine: EngineDep, topic: Annotated[str | None, Query(max_length=255)] = None
+    engine: EngineDep, viewer: ViewerDep, topic: Annotated[str | None, Query(max_length=255)] = None
 ) -> list[dict[str, Any]]:
     with read_only(engine.db) as conn:
-        return queries.jobs(conn, topic)
+        return queries.jobs(conn, topic, viewer=viewer)
 
 
 @router.post(
@@ -84,9 +89,21 @@ def list_jobs(
     summary="A worker finished a job",
 )
 def complete_job(
-    engine: EngineDep, actor: ActorDep, job_id: JobId, body: JobCompleteRequest
+    engine: EngineDep, actor: ActorDep, viewer: ViewerDep, job_id: JobId, body: JobCompleteRequest
 ) -> dict[str, Any]:
+    _ensure_job_visible(engine, job_id, viewer)
     return engine.complete_job(job_id, body.variables, actor=actor)
+
+
+def _ensure_job_visible(engine: Any, job_id: str, viewer: Any) -> None:
+    """A job of a confidential case the caller may not see does not exist for it (404, as in the list)."""
+    with read_only(engine.db) as conn:
+        instance_id = conn.execute(select(job.c.instance_id).where(job.c.id == job_id)).scalar()
+    if instance_id is not None:
+        try:
+            engine.ensure_visible(instance_id, viewer)
+        except NotFound:
+            raise NotFound(f"job '{job_id}' does not exist", job_id=job_id) from None
 
 
 @router.post(
@@ -94,5 +111,8 @@ def complete_job(
     responses=errors(404, 415, 422),
     summary="A worker failed a job; at zero retries it becomes an incident",
 )
-def fail_job(engine: EngineDep, actor: ActorDep, job_id: JobId, body: JobFailRequest) -> dict[str, Any]:
+def fail_job(
+    engine: EngineDep, actor: ActorDep, viewer: ViewerDep, job_id: JobId, body: JobFailRequest
+) -> dict[str, Any]:
+    _ensure_job_visible(engine, job_id, viewer)
     return engine.fail_job(job_id, body.error_message, retries=body.retries, actor=actor)

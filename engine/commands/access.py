@@ -116,6 +116,27 @@ class AccessCommands(EngineBase):
         if instance_id is not None:
             self._read(instance_id, viewer, what, missing, lambda _: None, task_id=task_id)
 
+    def redact_hidden(self, instances: list[dict[str, Any]], viewer: Viewer) -> list[dict[str, Any]]:
+        """Command answers about instances (a correlated message, a retried incident, a completed job) without
+        the content of confidential instances the viewer may not see: only that one was reached, and its state."""
+        ids = [str(i.get("id")) for i in instances if i.get("id")]
+        if not ids:
+            return instances
+        with read_only(self.db) as conn:
+            hidden = {
+                r.id
+                for r in conn.execute(
+                    select(process_instance.c.id).where(
+                        process_instance.c.id.in_(ids), process_instance.c.confidential.is_(True)
+                    )
+                )
+                if not _visible_instance(conn, r.id, viewer)
+            }
+        return [
+            {"id": i["id"], "state": i.get("state"), "confidential": True} if i.get("id") in hidden else i
+            for i in instances
+        ]
+
     def ensure_visible(self, instance_id: str, viewer: Viewer) -> None:
         """404 for a confidential instance the viewer may not see (before a command on it)."""
         with read_only(self.db) as conn:

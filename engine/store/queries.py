@@ -278,8 +278,18 @@ def incidents(
     ]
 
 
-def jobs(conn: Connection, topic: str | None = None) -> list[dict[str, Any]]:
+def jobs(conn: Connection, topic: str | None = None, *, viewer: Viewer | None = None) -> list[dict[str, Any]]:
+    """Jobs waiting for a worker; those of confidential instances only for a viewer who may see them."""
     query = select(job).order_by(job.c.created_at)
+    condition = visible(
+        viewer,
+        job.c.instance_id,
+        select(process_instance.c.confidential)
+        .where(process_instance.c.id == job.c.instance_id)
+        .scalar_subquery(),
+    )
+    if condition is not None:
+        query = query.where(condition)
     if topic is not None:
         query = query.where(job.c.topic == topic)
     return [
