@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from engine.api import definitions, errors, events, instances, tasks
 from engine.api.guard import DEFAULT_MAX_JSON_BYTES, RequestGuard
+from engine.api.schemas import ErrorOut
 from engine.commands import Engine
+from engine.store.db import read_only
 
 ROUTERS = (definitions.router, instances.router, tasks.router, events.router)
 # A deployment may carry a few models (a BPMN with its DMN tables) of up to max_model_bytes each.
@@ -32,8 +35,19 @@ def create_app(engine: Engine, *, max_json_bytes: int = DEFAULT_MAX_JSON_BYTES) 
         max_multipart_bytes=engine.config.max_model_bytes * MODELS_PER_DEPLOYMENT + 64 * 1024,
     )
 
-    @app.get("/api/health", tags=["health"])
+    @app.get("/api/health", tags=["health"], summary="Liveness: the API answers")
     def health() -> dict[str, Any]:
         return {"status": "ok"}
+
+    @app.get(
+        "/api/ready",
+        tags=["health"],
+        summary="Readiness: the database answers (503 `unavailable` while it does not)",
+        responses={503: {"model": ErrorOut, "description": "the database is unreachable"}},
+    )
+    def ready() -> dict[str, Any]:
+        with read_only(engine.db) as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ready", "database": "ok"}
 
     return app

@@ -66,25 +66,33 @@ def create_db_engine(url: str, *, pool_size: int = 10, schema: str | None = None
 @contextmanager
 def unit_of_work(engine: Engine) -> Iterator[Connection]:
     """One command = one transaction. Lock contention surfaces as a clean 409, never a half-written case."""
+    entered = False
     try:
         with engine.begin() as conn:
+            entered = True
             yield conn
     except DBAPIError as exc:
         if exc.connection_invalidated:
             # The pool drops the dead connection; the transaction never committed.
             raise Unavailable("the database connection was lost; nothing was changed, retry") from None
-        text = str(exc.orig) if exc.orig is not None else str(exc)
-        if isinstance(exc, OperationalError) and (
-            "locked" in text or "could not obtain lock" in text or "deadlock" in text
-        ):
+        if isinstance(exc, OperationalError) and _is_lock_error(exc):
             raise ConcurrentModification("another command is changing the same data; retry") from None
+        if isinstance(exc, OperationalError) and not entered:
+            raise Unavailable("the database cannot be reached; nothing was changed, retry") from None
         raise
+
+
+def _is_lock_error(exc: DBAPIError) -> bool:
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    return "locked" in text or "could not obtain lock" in text or "deadlock" in text
 
 
 @contextmanager
 def read_only(engine: Engine) -> Iterator[Connection]:
+    entered = False
     try:
         with engine.connect() as conn:
+            entered = True
             conn.info["write"] = False
             try:
                 with conn.begin():
@@ -94,4 +102,6 @@ def read_only(engine: Engine) -> Iterator[Connection]:
     except DBAPIError as exc:
         if exc.connection_invalidated:
             raise Unavailable("the database connection was lost; retry") from None
+        if isinstance(exc, OperationalError) and not entered and not _is_lock_error(exc):
+            raise Unavailable("the database cannot be reached; retry") from None
         raise

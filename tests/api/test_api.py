@@ -379,3 +379,20 @@ def test_openapi_documents_every_required_path(client: TestClient) -> None:
     assert docs.status_code == 200
     assert "text/html" in docs.headers["content-type"]
     assert client.get("/api/health").json() == {"status": "ok"}
+
+
+def test_readiness_asks_the_database(client: TestClient) -> None:
+    assert client.get("/api/ready").json() == {"status": "ready", "database": "ok"}
+
+
+def test_readiness_is_503_while_the_database_is_unreachable() -> None:
+    from engine.api.main import create_app
+    from engine.commands import Engine
+    from engine.store.db import create_db_engine
+
+    unreachable = Engine(create_db_engine("postgresql+psycopg://nobody@127.0.0.1:1/none"))
+    with TestClient(create_app(unreachable)) as down:
+        response = down.get("/api/ready")
+        assert down.get("/api/health").status_code == 200
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "unavailable"

@@ -37,3 +37,15 @@ def test_lost_connection_is_a_503_and_the_next_command_works(pg_schema: tuple[st
     with read_only(db) as conn:
         assert queries.instance(conn, started["id"])["state"] == "completed"
     db.dispose()
+
+
+def test_an_unreachable_database_is_a_503_for_commands_and_reads() -> None:
+    from engine.commands import Engine
+    from engine.store import queries
+    from engine.store.db import create_db_engine, read_only
+
+    engine = Engine(create_db_engine("postgresql+psycopg://nobody@127.0.0.1:1/none"))
+    with pytest.raises(Unavailable, match="cannot be reached"):
+        engine.start(key="anything")
+    with pytest.raises(Unavailable, match="cannot be reached"), read_only(engine.db) as conn:
+        queries.tasks(conn)
