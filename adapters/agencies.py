@@ -6,11 +6,20 @@ neither is set, a **development key** is derived from the agency code: ``SHA-256
 code)`` (32 bytes). Anyone can compute it, so production (``CASEFLOW_ENV=production``) never derives one:
 :meth:`Keyring.require` refuses to start without a real key for each agency the engine serves.
 
+**Seal keys** (AES-256-GCM, for sealed messages of confidential processes, see ``adapters/envelope.py``) are a
+separate secret per *receiving* agency: ``key.seal_env`` / ``key.seal_file`` name where it is, as 64 hexadecimal
+characters or the base64 of 32 bytes. In development and test a public one is derived as ``SHA-256("caseflow
+development seal key:" + code)``; production never derives one, so an agency that declares a seal key source
+receives sealed messages only with a real key (its engine or SDK refuses to start without it, and a sender
+without its seal key refuses to send, raising an incident, rather than send in clear).
+
 No dependency on ``engine/``: the external-system SDK uses this module too.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import os
 import re
@@ -38,6 +47,13 @@ class Agency:
     engine: str
     key_env: str | None = None
     key_file: str | None = None
+    seal_env: str | None = None
+    seal_file: str | None = None
+
+    @property
+    def receives_sealed(self) -> bool:
+        """agencies.yaml names a seal key source for it (production then requires the key)."""
+        return bool(self.seal_env or self.seal_file)
 
     @property
     def district(self) -> bool:
@@ -103,12 +119,41 @@ def _agency(item: Any, file: Path) -> Agency:
         engine=str(item.get("engine") or "district"),
         key_env=key.get("env") or None,
         key_file=key.get("file") or None,
+        seal_env=key.get("seal_env") or None,
+        seal_file=key.get("seal_file") or None,
     )
 
 
 def development_key(code: str) -> bytes:
     """The public, derivable key used in development and test when no real key is configured."""
     return hashlib.sha256(f"caseflow development key:{code}".encode()).digest()
+
+
+def development_seal_key(code: str) -> bytes:
+    """The public, derivable seal key used in development and test when no real one is configured."""
+    return hashlib.sha256(f"caseflow development seal key:{code}".encode()).digest()
+
+
+def parse_seal_key(text: str, code: str) -> bytes:
+    """32 bytes from 64 hexadecimal characters or from base64; AgencyError otherwise."""
+    text = text.strip()
+    raw: bytes | None = None
+    if len(text) == 64:
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raw = None
+    if raw is None:
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raw = None
+    if raw is None or len(raw) != 32:
+        raise AgencyError(
+            f"the seal key of '{code}' must be 32 bytes as 64 hexadecimal characters or base64 "
+            "(e.g. `openssl rand -hex 32`)"
+        )
+    return raw
 
 
 class Keyring:
@@ -125,6 +170,7 @@ class Keyring:
         self.production = production
         self._environ = os.environ if environ is None else environ
         self._cache: dict[str, bytes | None] = {}
+        self._seal_cache: dict[str, bytes | None] = {}
 
     def _configured(self, agency: Agency) -> bytes | None:
         text: str | None = None
@@ -154,6 +200,28 @@ class Keyring:
         self._cache[code] = key
         return key
 
+    def seal_key(self, code: str) -> bytes | None:
+        """The agency's seal key (to seal messages to it, or to open them); None for an unknown agency, or in
+        production when it has no real one."""
+        if code in self._seal_cache:
+            return self._seal_cache[code]
+        if code not in self.registry:
+            return None
+        agency = self.registry.get(code)
+        text: str | None = None
+        if agency.seal_env and self._environ.get(agency.seal_env):
+            text = self._environ[agency.seal_env]
+        elif agency.seal_file and Path(agency.seal_file).is_file():
+            try:
+                text = Path(agency.seal_file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise AgencyError(f"cannot read the seal key file of '{code}': {exc.strerror}") from None
+        key = parse_seal_key(text, code) if text is not None else None
+        if key is None and not self.production:
+            key = development_seal_key(code)
+        self._seal_cache[code] = key
+        return key
+
     def key(self, code: str) -> bytes:
         found = self.get(code)
         if found is None:
@@ -171,6 +239,16 @@ class Keyring:
                 for c in missing
             )
             raise AgencyError(f"no signing key configured for: {hint}")
+        unsealable = [
+            c
+            for c in codes
+            if c in self.registry and self.registry.get(c).receives_sealed and self.seal_key(c) is None
+        ]
+        if unsealable:
+            hint = ", ".join(
+                f"{c} ({self.registry.get(c).seal_env or self.registry.get(c).seal_file})" for c in unsealable
+            )
+            raise AgencyError(f"no seal key configured for: {hint}")
 
     def known(self) -> Iterator[tuple[str, bytes]]:
         for code in self.registry.codes():

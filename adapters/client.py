@@ -13,6 +13,11 @@ envelopes. It depends on nothing of the engine: copy ``adapters/`` (envelope, ag
 
     client.run(on_transfer)   # until client.stop() (or the stop event) is set
 
+A sealed transfer (from a confidential process, e.g. a discipline clue) is opened with this agency's seal key
+after the signature check: the callback gets the payload in clear (the envelope still carries ``sealed``). One
+that does not decrypt is rejected (reason ``bad_seal``). ``send``/``reply`` seal their payload for the receiver
+with ``seal=True``; by default they are not sealed.
+
 A message that fails the checks is rejected into ``<prefix>.dead-letter.<agency>`` and never reaches the
 callback. A callback that raises gets the message again later (it is requeued); one that returns has it
 acknowledged. Deliveries are at least once: the same ``message_id`` may come twice after a reconnect, so the
@@ -31,7 +36,7 @@ from typing import Any
 
 from adapters import amqp
 from adapters import envelope as env
-from adapters.agencies import Keyring
+from adapters.agencies import AgencyError, Keyring
 from adapters.agencies import load as load_agencies
 
 log = logging.getLogger("caseflow.client")
@@ -47,6 +52,7 @@ class AgencyClient:
         *,
         prefix: str = "caseflow",
         key: bytes | None = None,
+        seal_key: bytes | None = None,
         agencies_file: str | Path | None = None,
         max_bytes: int = env.DEFAULT_MAX_BYTES,
         production: bool = False,
@@ -58,6 +64,9 @@ class AgencyClient:
         self.names = amqp.Names(prefix)
         self.keyring = Keyring(self.registry, production=production)
         self.key = key if key is not None else self.keyring.key(agency)
+        self.seal_key = seal_key if seal_key is not None else self.keyring.seal_key(agency)
+        if self.seal_key is None and self.registry.get(agency).receives_sealed:
+            raise AgencyError(f"no seal key configured for '{agency}', which receives sealed messages")
         self.max_bytes = max_bytes
         self._publisher = amqp.Publisher(amqp_url)
         self._publish_lock = threading.Lock()
@@ -76,26 +85,33 @@ class AgencyClient:
         business_key: str | None = None,
         attachments: Iterable[Mapping[str, Any]] = (),
         message_id: str | None = None,
+        seal: bool = False,
     ) -> dict[str, Any]:
         """Sign and publish one message to agency ``to``; returns the envelope once the broker confirmed it.
+        ``seal``: encrypt the payload with ``to``'s seal key first (only the payload; correlation keys stay clear).
 
         The receiving engine correlates on ``correlation_keys`` (e.g. ``{"case_no": …}``); a ``business_key``
         narrows that to the instance with exactly this business key, so leave it None unless you know it.
         Reusing a ``message_id`` (e.g. when retrying after an error) makes the receiver handle it once."""
         self.registry.get(to)
-        envelope = env.sign(
-            env.build(
-                name,
-                sender=self.agency,
-                to=to,
-                payload=payload,
-                correlation_keys=correlation_keys,
-                business_key=business_key,
-                attachments=attachments,
-                message_id=message_id,
-            ),
-            self.key,
+        built = env.build(
+            name,
+            sender=self.agency,
+            to=to,
+            payload=payload,
+            correlation_keys=correlation_keys,
+            business_key=business_key,
+            attachments=attachments,
+            message_id=message_id,
         )
+        if seal:
+            seal_key = self.keyring.seal_key(to)
+            if seal_key is None:
+                raise env.EnvelopeError(
+                    "no_seal_key", f"no seal key for '{to}': the message is not sent", built
+                )
+            built = env.seal(built, seal_key)
+        envelope = env.sign(built, self.key)
         env.validate(envelope)
         body = env.encode(envelope)
         if len(body) > self.max_bytes:
@@ -114,6 +130,7 @@ class AgencyClient:
         *,
         correlation_keys: Mapping[str, Any] | None = None,
         message_id: str | None = None,
+        seal: bool = False,
     ) -> dict[str, Any]:
         """Answer ``received`` (to its sender, with its correlation keys unless others are given)."""
         return self.send(
@@ -124,6 +141,7 @@ class AgencyClient:
             if correlation_keys is not None
             else received["correlation_keys"],
             message_id=message_id,
+            seal=seal,
         )
 
     # ------------------------------------------------------------------ receiving
@@ -157,6 +175,7 @@ class AgencyClient:
                 served=(self.agency,),
                 routed_to=self.agency,
                 known_keys=self.keyring.known,
+                seal_key_for=lambda code: self.seal_key if code == self.agency else None,
             )
         except env.EnvelopeError as exc:
             log.warning(

@@ -10,15 +10,25 @@ An envelope is a JSON object (schema: ``adapters/schemas/envelope-v1.json``)::
 The signature is HMAC-SHA256 (hex) with the sender's key over :func:`canonical`: the envelope without its
 ``signature`` field, keys sorted, compact separators, UTF-8 with non-ASCII characters unescaped.
 
+A **sealed** envelope (a message thrown by a confidential process) carries ``payload: {}`` and
+``sealed: {"alg": "AES-256-GCM", "nonce": b64, "ciphertext": b64}``: the canonical JSON of the payload encrypted
+with the *receiving* agency's seal key (a secret separate from signing keys), with the canonical JSON of
+``{message_id, name, from, to}`` as associated data (:func:`seal`, :func:`unseal`). Only the payload is sealed:
+names, addresses and correlation keys stay readable for routing. The signature covers ``sealed`` too, and the
+receiver opens the seal only after the signature checked out.
+
 This module depends on nothing of the engine: the engine, the in-process transport, the RabbitMQ link and the
 external-system SDK (``adapters/client.py``) all use it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
+import os
 import uuid
 from collections.abc import Callable, Container, Iterable, Mapping
 from datetime import UTC, datetime
@@ -26,6 +36,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from jsonschema import Draft202012Validator
 
 SCHEMA_VERSION = 1
@@ -42,8 +54,13 @@ FIELDS = (
     "payload",
     "attachments",
     "sent_at",
+    "sealed",
     "signature",
 )
+SEAL_ALG = "AES-256-GCM"
+SEAL_MARK = "confidential"  # local metadata on an outbox record: seal its payload before it leaves
+SEAL_KEY_BYTES = 32
+NONCE_BYTES = 12
 
 
 class EnvelopeError(ValueError):
@@ -128,6 +145,69 @@ def verify(envelope: Mapping[str, Any], key: bytes) -> bool:
     return hmac.compare_digest(given, signature_of(envelope, key))
 
 
+def _canonical_json(value: Any) -> bytes:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def associated_data(envelope: Mapping[str, Any]) -> bytes:
+    """What a seal binds the ciphertext to: the canonical JSON of message_id, name, from and to."""
+    return _canonical_json({k: envelope.get(k) for k in ("message_id", "name", "from", "to")})
+
+
+def is_sealed(envelope: Mapping[str, Any]) -> bool:
+    return isinstance(envelope.get("sealed"), Mapping)
+
+
+def _aead(key: bytes) -> AESGCM:
+    if len(key) != SEAL_KEY_BYTES:
+        raise ValueError(f"a seal key must be {SEAL_KEY_BYTES} bytes, not {len(key)}")
+    return AESGCM(key)
+
+
+def seal(envelope: Mapping[str, Any], key: bytes) -> dict[str, Any]:
+    """A copy of an unsigned ``envelope`` whose payload is encrypted with ``key`` (the receiver's seal key,
+    32 bytes) into ``sealed``; ``payload`` becomes ``{}``. Sign the result afterwards."""
+    nonce = os.urandom(NONCE_BYTES)
+    plaintext = _canonical_json(dict(envelope.get("payload") or {}))
+    ciphertext = _aead(key).encrypt(nonce, plaintext, associated_data(envelope))
+    body = {k: v for k, v in envelope.items() if k != "signature"}
+    body["payload"] = {}
+    body["sealed"] = {
+        "alg": SEAL_ALG,
+        "nonce": base64.b64encode(nonce).decode("ascii"),
+        "ciphertext": base64.b64encode(ciphertext).decode("ascii"),
+    }
+    return body
+
+
+def unseal(envelope: Mapping[str, Any], key: bytes) -> dict[str, Any]:
+    """A copy of a sealed ``envelope`` with its payload decrypted (``sealed`` is kept, so the original is the copy
+    with ``payload: {}``). Raises :class:`EnvelopeError` (reason ``bad_seal``) when it does not decrypt."""
+    sealed = envelope.get("sealed")
+    if not isinstance(sealed, Mapping):
+        return dict(envelope)
+    bad = EnvelopeError(
+        "bad_seal",
+        f"sealed message '{envelope.get('message_id')}' does not decrypt with the seal key of "
+        f"'{envelope.get('to')}' (wrong key, or ciphertext, nonce or addressing altered)",
+        envelope,
+    )
+    if sealed.get("alg") != SEAL_ALG:
+        raise bad
+    try:
+        nonce = base64.b64decode(str(sealed.get("nonce")), validate=True)
+        ciphertext = base64.b64decode(str(sealed.get("ciphertext")), validate=True)
+        plaintext = _aead(key).decrypt(nonce, ciphertext, associated_data(envelope))
+        payload = json.loads(plaintext.decode("utf-8"), parse_constant=_no_constant)
+    except (binascii.Error, InvalidTag, ValueError, UnicodeDecodeError, RecursionError):
+        raise bad from None
+    if not isinstance(payload, dict):
+        raise bad
+    return {**envelope, "payload": payload}
+
+
 def validate(envelope: Any) -> None:
     """Raise :class:`EnvelopeError` (reason ``schema``) unless ``envelope`` satisfies envelope-v1.json."""
     errors = sorted(_validator().iter_errors(envelope), key=lambda e: list(e.absolute_path))
@@ -176,12 +256,16 @@ def check(
     served: Container[str] | None = None,
     routed_to: str | None = None,
     known_keys: Callable[[], Iterable[tuple[str, bytes]]] | None = None,
+    seal_key_for: Callable[[str], bytes | None] | None = None,
 ) -> dict[str, Any]:
-    """The receiving gate: size, JSON, schema, addressing, sender's key and signature, in that order.
+    """The receiving gate: size, JSON, schema, addressing, sender's key and signature, then the seal.
 
     ``key_for(code)`` returns an agency's key (None: unknown agency). ``served`` are the agencies this receiver
     accepts mail for; ``routed_to`` the agency whose queue the message came from. ``known_keys`` (optional)
     lets a bad signature be diagnosed as ``wrong_sender`` when another agency's key made it.
+    ``seal_key_for(code)`` returns the receiving agency's seal key: a sealed envelope comes back with its payload
+    decrypted (``bad_seal`` when it does not decrypt, ``no_seal_key`` without a key); without it a sealed
+    envelope is returned still sealed.
     """
     envelope = decode(body, max_bytes)
     sender, to = envelope.get("from"), envelope.get("to")
@@ -210,6 +294,11 @@ def check(
         raise EnvelopeError(
             "bad_signature", f"signature does not match the key of the sender '{sender}'", envelope
         )
+    if seal_key_for is not None and is_sealed(envelope):
+        seal_key = seal_key_for(str(to))
+        if seal_key is None:
+            raise EnvelopeError("no_seal_key", f"no seal key for '{to}' to open the sealed message", envelope)
+        return unseal(envelope, seal_key)
     return envelope
 
 

@@ -5,6 +5,10 @@ and put through the same receiving gate as a message off the broker (:func:`adap
 subscribed handler gets it; the handler (the engine's ``receive``) deduplicates by message id. A message with no
 ``to`` stays inside the engine: schema- and size-checked, not signed (it never leaves the process).
 
+A record marked ``confidential`` (local metadata the engine puts on the outbox rows of a confidential process)
+is sealed before it is signed (:func:`adapters.envelope.seal`, with the receiving agency's seal key) and opened
+again after the signature check, as over the broker.
+
 A message that cannot pass raises :class:`EnvelopeError`; the relay records it as an incident and does not
 retry it.
 """
@@ -19,6 +23,7 @@ from adapters.agencies import Keyring, load
 from adapters.transport import Handler
 
 LOCAL_METADATA = ("from_instance", "from_element")
+SEAL_MARK = env.SEAL_MARK
 
 
 class LocalTransport:
@@ -49,12 +54,20 @@ class LocalTransport:
         if envelope.get("to") is None:
             envelope.setdefault("signature", None)
             return env.decode(env.encode(envelope), self.max_bytes)
-        signed = sign_for_sending(self.keyring, envelope)
-        return env.check(env.encode(signed), self.keyring.get, max_bytes=self.max_bytes)
+        signed = sign_for_sending(self.keyring, envelope, sealed=bool(record.get(SEAL_MARK)))
+        return env.check(
+            env.encode(signed),
+            self.keyring.get,
+            max_bytes=self.max_bytes,
+            seal_key_for=self.keyring.seal_key,
+        )
 
 
-def sign_for_sending(keyring: Keyring, envelope: Mapping[str, Any]) -> dict[str, Any]:
-    """Check an outgoing envelope's addressing against the registry and sign it with the sender's key."""
+def sign_for_sending(
+    keyring: Keyring, envelope: Mapping[str, Any], *, sealed: bool = False
+) -> dict[str, Any]:
+    """Check an outgoing envelope's addressing against the registry, seal its payload with the receiver's seal
+    key when ``sealed``, and sign it with the sender's key."""
     name, sender, to = envelope.get("name"), envelope.get("from"), envelope.get("to")
     if not sender:
         raise env.EnvelopeError(
@@ -74,5 +87,15 @@ def sign_for_sending(keyring: Keyring, envelope: Mapping[str, Any]) -> dict[str,
     key = keyring.get(str(sender))
     if key is None:
         raise env.EnvelopeError("no_key", f"no signing key for the sending agency '{sender}'", envelope)
+    if sealed:
+        seal_key = keyring.seal_key(str(to))
+        if seal_key is None:
+            raise env.EnvelopeError(
+                "no_seal_key",
+                f"message '{name}' of a confidential process must be sealed, but there is no seal key for '{to}' "
+                "(key.seal_env / key.seal_file in agencies.yaml); it is not sent",
+                envelope,
+            )
+        envelope = env.seal(envelope, seal_key)
     env.validate({**envelope, "signature": None})
     return env.sign(envelope, key)

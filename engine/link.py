@@ -6,10 +6,13 @@ to ``<prefix>.transfers`` with the receiving agency as routing key; a row is mar
 While the broker is down it retries with backoff and loses nothing. Rows with no ``caseflow:to`` are delivered
 in this engine through the in-process transport, as without a broker.
 
+Messages of confidential processes are sealed before signing (payload encrypted for the receiving agency) and
+opened after the signature check (``bad_seal``: dead-lettered with an incident).
+
 Consumer: for each served agency's inbox: decode -> size limit -> schema -> signature with the sender's key ->
-correlate (deduplicated by message id, committed) -> ack. A message that can never be accepted is rejected
-(``requeue=False``: the broker dead-letters it to ``<prefix>.dead-letter.<code>``) with an incident; a transient
-database problem requeues it.
+seal opened -> correlate (deduplicated by message id, committed) -> ack. A message that can never be accepted is
+rejected (``requeue=False``: the broker dead-letters it to ``<prefix>.dead-letter.<code>``) with an incident; a
+transient database problem requeues it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from adapters import amqp
 from adapters import envelope as env
 from adapters.agencies import Keyring
-from adapters.local import LocalTransport, sign_for_sending
+from adapters.local import SEAL_MARK, LocalTransport, sign_for_sending
 from engine.commands import Engine
 from engine.errors import CaseflowError, ConcurrentModification, Unavailable
 
@@ -152,7 +155,7 @@ class Link:
                 f"(CASEFLOW_AGENCIES={','.join(self.served)}), so it cannot sign for it",
                 envelope,
             )
-        body = env.encode(sign_for_sending(self.keyring, envelope))
+        body = env.encode(sign_for_sending(self.keyring, envelope, sealed=bool(record.get(SEAL_MARK))))
         if len(body) > self.max_bytes:
             raise env.EnvelopeError(
                 "too_large", f"message is {len(body)} bytes; the limit is {self.max_bytes}", envelope
@@ -185,6 +188,8 @@ class Link:
     def dead_letter(self, envelope: Mapping[str, Any]) -> str:
         """Publish an expired buffered message to its agency's dead-letter queue; returns the queue's name."""
         to = str(envelope.get("to"))
+        if env.is_sealed(envelope):
+            envelope = {**envelope, "payload": {}}  # back to the sealed original: never a clear payload
         with self._dead_letter_lock:
             if self._dead_letter_publisher is None:
                 self._dead_letter_publisher = amqp.Publisher(self.url)
@@ -207,6 +212,7 @@ class Link:
                 served=self.served,
                 routed_to=code,
                 known_keys=self.keyring.known,
+                seal_key_for=self.keyring.seal_key,
             )
         except env.EnvelopeError as exc:
             return self._refuse(code, exc.reason, exc.message, exc.envelope)

@@ -793,8 +793,10 @@ class EngineBase:
         variables: Mapping[str, Any] | None = None,
     ) -> None:
         """One row per thrown message, holding its envelope v1 (unsigned; the relay signs it) plus where it
-        came from (``from_instance``, ``from_element``: local metadata, never published)."""
+        came from (``from_instance``, ``from_element``: local metadata, never published); a confidential
+        instance's rows are also marked ``confidential``, so the transport seals their payload."""
         rows = []
+        sealed = {envelope.SEAL_MARK: True} if getattr(row, "confidential", False) else {}
         for m in outgoing:
             message_id = str(uuid.uuid4())
             to = _agency_text(m.to)
@@ -814,7 +816,12 @@ class EngineBase:
                     "instance_id": row.id,
                     "message_name": m.name,
                     "target": to,
-                    "envelope": {**built, "from_instance": row.id, "from_element": m.source_element},
+                    "envelope": {
+                        **built,
+                        "from_instance": row.id,
+                        "from_element": m.source_element,
+                        **sealed,
+                    },
                     "created_at": now,
                     "sent_at": None,
                     "attempts": 0,
