@@ -38,7 +38,9 @@ def agencies() -> list[dict[str, Any]]:
 
 
 def key_files() -> set[str]:
-    return {a["key"]["file"] for a in agencies()}
+    """Every key file agencies.yaml names: signing keys, and seal keys of agencies that receive sealed messages."""
+    files = {a["key"]["file"] for a in agencies()}
+    return files | {a["key"]["seal_file"] for a in agencies() if a["key"].get("seal_file")}
 
 
 def key_variables() -> set[str]:
@@ -266,8 +268,7 @@ def test_compose_key_files_match_agencies_yaml() -> None:
         mounts = service.get("secrets", [])
         for mount in mounts:
             assert mount["source"] in declared, f"compose:{name}: secret {mount['source']} is not declared"
-            code = Path(mount["target"]).stem
-            assert declared[mount["source"]]["file"] == f"./secrets/keys/{code}.key"
+            assert declared[mount["source"]]["file"] == f"./secrets/keys/{Path(mount['target']).name}"
             assert mount["target"] in key_files(), f"compose:{name}: {mount['target']} is no key.file"
         if service["command"][0] == "agency-sim":
             own = f"/etc/caseflow/keys/{service['command'][1]}.key"
