@@ -485,13 +485,30 @@ class Demo:
                 if case.instance_id is None:
                     continue
                 w(f"\n== {case.business_key}  {case.process} ==\n")
+                names = self._element_names(conn, case.instance_id)
                 for record in queries.audit_trail(conn, case.instance_id):
                     at = _when(record["at"]).astimezone(timezone)
                     element = record.get("element_id") or ""
+                    label = names.get(element, element)
                     actor = record.get("actor") or "-"
-                    w(f"  {at:%Y-%m-%d %H:%M}  {actor:<26} {record['command']:<10} {element}\n")
+                    w(f"  {at:%Y-%m-%d %H:%M}  {actor:<26} {record['command']:<10} {label}\n")
                 for problem in case.problems:
                     w(f"  ! {problem}\n")
+
+    def _element_names(self, conn: Any, instance_id: str) -> dict[str, str]:
+        """Element id -> its Chinese name as drawn (tasks, events, subprocesses), for the trails."""
+        definition_id = conn.execute(
+            select(process_instance.c.definition_id).where(process_instance.c.id == instance_id)
+        ).scalar()
+        model = self.engine.model(definition_id, conn)
+        names: dict[str, str] = {}
+        for spec in [model.spec, *model.subprocess_specs.values()]:
+            for task_spec in spec.task_specs.values():
+                bpmn_id = getattr(task_spec, "bpmn_id", None)
+                bpmn_name = getattr(task_spec, "bpmn_name", None)
+                if bpmn_id and bpmn_name:
+                    names.setdefault(bpmn_id, f"{bpmn_name} ({bpmn_id})")
+        return names
 
 
 def _when(value: Any) -> datetime:
