@@ -97,8 +97,7 @@ class FormCommands(EngineBase):
         model = self.model(definition_id)
         found: list[dict[str, Any]] = []
         seen: set[tuple[str, str]] = set()
-        specs = [model.spec, *(s for s in model.subprocess_specs.values() if s is not None)]
-        for process_spec in specs:
+        for process_spec in model.process_specs():
             for spec in process_spec.task_specs.values():
                 if not isinstance(spec, CaseflowUserTask):
                     continue
@@ -118,9 +117,7 @@ class FormCommands(EngineBase):
 
     @staticmethod
     def _user_task_spec(model: Any, element_id: str) -> Any:
-        specs = [model.spec, *(s for s in model.subprocess_specs.values() if s is not None)]
-        for process_spec in specs:
-            for spec in process_spec.task_specs.values():
-                if isinstance(spec, CaseflowUserTask) and spec.bpmn_id == element_id:
-                    return spec
+        for spec in model.task_specs():
+            if isinstance(spec, CaseflowUserTask) and spec.bpmn_id == element_id:
+                return spec
         return None

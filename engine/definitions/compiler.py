@@ -83,6 +83,14 @@ class ProcessModel:
     lines: dict[str, int] = field(default_factory=dict)
     confidential: bool = False  # caseflow:confidential="true": need-to-know instances (discipline clues)
 
+    def process_specs(self) -> list[Any]:
+        """The process's own spec and those of the subprocesses and called processes compiled with it."""
+        return [self.spec, *(s for s in self.subprocess_specs.values() if s is not None)]
+
+    def task_specs(self) -> Iterable[Any]:
+        """Every task spec of :meth:`process_specs`."""
+        return _all_task_specs(self.spec, self.subprocess_specs)
+
 
 @dataclass
 class Compiled:
@@ -430,7 +438,7 @@ def _refuse_recursive_calls(
 def _loop_without_gateway(model: ProcessModel) -> str | None:
     """The first element of a cycle of sequence flows that passes no gateway (which makes the library's
     prediction recurse without end), so that the refusal names where the loop is."""
-    for spec in [model.spec, *(s for s in model.subprocess_specs.values() if s is not None)]:
+    for spec in model.process_specs():
         state: dict[str, int] = {}
         for task_spec in spec.task_specs.values():
             if task_spec.name not in state and not isinstance(task_spec, _GATEWAYS):
