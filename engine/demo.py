@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import random
 import tempfile
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -32,7 +31,7 @@ from typing import Any, TextIO
 
 from sqlalchemy import select
 
-from adapters.local import LOCAL_METADATA
+from adapters.envelope import build as build_envelope
 from engine.directory import SYSTEM, Directory
 from engine.errors import CaseflowError
 from engine.store import queries
@@ -439,21 +438,17 @@ class Demo:
 
     def _reply(self, case: DemoCase, name: str, variables: dict[str, Any]) -> None:
         reply = REPLIES[name]
-        record: dict[str, Any] = {
-            "schema_version": 1,
-            "message_id": str(uuid.uuid4()),
-            "name": name,
-            "from": reply.sender,
-            "to": variables.get("sender_agency"),
-            "business_key": None,
-            "correlation_keys": {"case_no": case.business_key},
-            "payload": reply.payload(self.rng, case.business_key),
-            "attachments": [],
-            "sent_at": self.clock().isoformat(),
-        }
+        envelope = build_envelope(
+            name,
+            sender=reply.sender,
+            to=variables.get("sender_agency"),
+            correlation_keys={"case_no": case.business_key},
+            payload=reply.payload(self.rng, case.business_key),
+            sent_at=self.clock(),
+        )
         try:
-            sealed = self.app.transport.seal(record)
-            self.engine.receive({**sealed, **{k: record[k] for k in LOCAL_METADATA if k in record}})
+            # Signed with the simulated agency's key and checked as any transfer, then correlated.
+            self.app.transport.publish(envelope)
         except CaseflowError as exc:
             case.problems.append(f"{name}: {exc.message}")
             return
@@ -502,12 +497,11 @@ class Demo:
         ).scalar()
         model = self.engine.model(definition_id, conn)
         names: dict[str, str] = {}
-        for spec in [model.spec, *model.subprocess_specs.values()]:
-            for task_spec in spec.task_specs.values():
-                bpmn_id = getattr(task_spec, "bpmn_id", None)
-                bpmn_name = getattr(task_spec, "bpmn_name", None)
-                if bpmn_id and bpmn_name:
-                    names.setdefault(bpmn_id, f"{bpmn_name} ({bpmn_id})")
+        for task_spec in model.task_specs():
+            bpmn_id = getattr(task_spec, "bpmn_id", None)
+            bpmn_name = getattr(task_spec, "bpmn_name", None)
+            if bpmn_id and bpmn_name:
+                names.setdefault(bpmn_id, f"{bpmn_name} ({bpmn_id})")
         return names
 
 
