@@ -22,24 +22,20 @@ Targets on the 2-core development machine: >= 300 transfers/s, p95 < 250 ms.
 
     python -m bench.transfers [--transfers N] [--rate R] [--receivers K] [--via api|db] [--raw N] [--json FILE]
 
-Where the time goes (2026-11-26, 2 cores shared with other test runs, load 2-5; per-thread CPU profiles of the
+Where the time goes (2026-11-26, 2 cores shared with other test runs; per-thread CPU profiles of the
 receiving ``caseflow worker`` and CPU time read from /proc for each process):
 
-- CPU per transfer: receiving engine ~4-6 ms, sending engine ~1.6-1.9 ms, PostgreSQL ~1.3 ms, RabbitMQ
-  ~0.6-1 ms. About 9-10 ms of CPU per transfer on 2 cores caps the whole path near 200/s when one process
-  serves each agency, and lower when the clients starting the transfers run on the same machine. Raw pika on the
-  same broker does ~1,900 msgs/s with one confirm per publish and 5,000-11,000 msgs/s pipelined: the broker is
+- Before the fixes below: receiving engine ~4-6 ms of CPU per transfer, sending engine ~1.6-1.9 ms, PostgreSQL
+  ~1.3 ms, RabbitMQ ~0.6-1 ms, which capped the path near 200/s with one process per agency. Raw pika on the same
+  broker does ~1,500-1,900 msgs/s with one confirm per publish and 5,000-11,000 msgs/s pipelined: the broker is
   not the bottleneck, the receiving engine is.
+- Fixed since: receiving a transfer decides duplicate-or-buffered in one round trip and caches the message-start
+  definitions (receive command 4.8 -> 2.3 ms CPU); a commit wakes only the loops with work from it
+  (``engine.on_commit(callback, "outbox" | "timers")``), where every commit used to wake the relay and the
+  scheduler; a publisher confirm ends the relay's wait at once, where each relay pass used to sleep out a 50 ms
+  ``process_data_events`` slice (light-load p95 64-75 ms -> 16-19 ms).
 - A second receiving process (``--receivers 2``: competing consumers on the same quorum queue and database)
-  lifts the drain rate from ~220/s to ~310-320/s.
-- In the receiving process ~20% of the profiled CPU is the relay and scheduler loops, which every commit wakes
-  (``engine.after_commit``) although a received transfer writes no outbox row and no timer (has_pending_outbox
-  x2, fire_due_timers, expire_buffered, next_timer_due per wake). Suppressing the wakes in that process
-  measured 4.7-5.0 instead of 5.0-5.6 ms CPU per transfer.
-- ``adapters.amqp.Publisher._wait`` polls ``process_data_events(time_limit=0.05)``: the confirms are counted by
-  a callback on ``channel._impl``, which BlockingConnection does not see as an event to return for, so each call
-  sleeps the full 50 ms and every relay pass with at least one row costs >= 50 ms. With a 1 ms slice (experiment
-  by monkeypatching) the light-load latency fell from p50 40-49 / p95 64-75 ms to p50 13-14 / p95 16-17 ms.
+  lifts the drain rate from ~220-300/s to ~400-480/s.
 - Envelope schema validation costs ~0.15 ms per message; logging is not significant.
 """
 

@@ -385,7 +385,6 @@ class EngineBase:
         # The deploy-time checker knows the functions scripts may call at run time (see SafeScriptEngine).
         checker = Evaluator({"now": self.now})
         self.checkers = Checkers(expression=checker.check, script=checker.check_script)
-        self.after_commit: list[Callable[[], None]] = []
         self._watchers: list[tuple[Callable[[], None], frozenset[str]]] = []
         self._written = threading.local()  # what the current thread's command wrote, for _notify
         # message name -> latest definitions it starts, read at most every START_CACHE_SECONDS (a deploy in this
@@ -933,8 +932,6 @@ class EngineBase:
     def _notify(self) -> None:
         written: set[str] = getattr(self._written, "kinds", None) or set()
         self._written.kinds = None
-        for callback in self.after_commit:
-            callback()
         for callback, kinds in self._watchers:
             if not kinds or kinds & written:
                 callback()
