@@ -172,15 +172,19 @@ class Keyring:
         self._cache: dict[str, bytes | None] = {}
         self._seal_cache: dict[str, bytes | None] = {}
 
-    def _configured(self, agency: Agency) -> bytes | None:
-        text: str | None = None
-        if agency.key_env and self._environ.get(agency.key_env):
-            text = self._environ[agency.key_env]
-        elif agency.key_file and Path(agency.key_file).is_file():
+    def _secret(self, env: str | None, file: str | None, what: str, code: str) -> str | None:
+        """A secret's text from its environment variable, else from its file; None when neither has it."""
+        if env and self._environ.get(env):
+            return self._environ[env]
+        if file and Path(file).is_file():
             try:
-                text = Path(agency.key_file).read_text(encoding="utf-8")
+                return Path(file).read_text(encoding="utf-8")
             except OSError as exc:
-                raise AgencyError(f"cannot read the key file of '{agency.code}': {exc.strerror}") from None
+                raise AgencyError(f"cannot read the {what} file of '{code}': {exc.strerror}") from None
+        return None
+
+    def _configured(self, agency: Agency) -> bytes | None:
+        text = self._secret(agency.key_env, agency.key_file, "key", agency.code)
         if text is None:
             return None
         text = text.strip()
@@ -208,14 +212,7 @@ class Keyring:
         if code not in self.registry:
             return None
         agency = self.registry.get(code)
-        text: str | None = None
-        if agency.seal_env and self._environ.get(agency.seal_env):
-            text = self._environ[agency.seal_env]
-        elif agency.seal_file and Path(agency.seal_file).is_file():
-            try:
-                text = Path(agency.seal_file).read_text(encoding="utf-8")
-            except OSError as exc:
-                raise AgencyError(f"cannot read the seal key file of '{code}': {exc.strerror}") from None
+        text = self._secret(agency.seal_env, agency.seal_file, "seal key", code)
         key = parse_seal_key(text, code) if text is not None else None
         if key is None and not self.production:
             key = development_seal_key(code)
