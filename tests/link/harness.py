@@ -41,9 +41,8 @@ from engine.commands import Engine, EngineConfig, system_clock
 from engine.store.db import create_db_engine, read_only
 from engine.store.migrate import migrate
 from engine.store.tables import incident, outbox, process_instance, processed_message
+from tests.link.support import CASEFLOW, ROOT, caseflow_environ
 
-ROOT = Path(__file__).resolve().parents[2]
-CASEFLOW = ROOT / ".venv" / "bin" / "caseflow"
 MODELS = ROOT / "tests" / "fixtures" / "link_bench"
 AMQP_URL = os.environ.get("CASEFLOW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 PG_URL = os.environ.get("CASEFLOW_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -401,8 +400,7 @@ class Link:
         self.sender, self.receiver = self.senders[0], self.receivers[0]
 
     def env(self, db: Database, agencies: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CASEFLOW_")}
-        env.update(
+        env = caseflow_environ(
             CASEFLOW_ENV="test",
             CASEFLOW_DATABASE_URL=db.url,
             CASEFLOW_AMQP_URL=self.amqp_url,

@@ -5,6 +5,7 @@ Import the ``broker`` fixture into a test module (``from tests.link.support impo
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +27,18 @@ from engine.store.db import read_only
 from engine.store.tables import incident, outbox, process_instance, processed_message
 from tests.conftest import require_rabbitmq
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "link"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "link"
+CASEFLOW = ROOT / ".venv" / "bin" / "caseflow"  # the command line, as `make` installs it
+
+
+def caseflow_environ(**settings: str) -> dict[str, str]:
+    """The environment for a ``caseflow`` subprocess: this one without any CASEFLOW_* of its own, plus
+    ``settings``."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CASEFLOW_")}
+    return {**environ, **settings}
+
+
 CODES = ("market_regulation", "urban_management", "public_security", "court")
 
 

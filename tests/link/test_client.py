@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import threading
@@ -13,18 +12,18 @@ from adapters import envelope as env
 from adapters.agencies import development_key
 from adapters.client import AgencyClient
 from tests.link.support import (
+    CASEFLOW,
+    ROOT,
     Broker,
     app_for,
     broker_fixture,  # noqa: F401 - the broker fixture
+    caseflow_environ,
     deploy,
     incidents,
     instances,
     signed,
     wait_for,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
-CASEFLOW = ROOT / ".venv" / "bin" / "caseflow"
 
 
 def test_the_police_simulator_answers_a_criminal_case_transfer_with_a_receipt_and_a_filing_decision(
@@ -33,8 +32,7 @@ def test_the_police_simulator_answers_a_criminal_case_transfer_with_a_receipt_an
     app = app_for((f"sqlite:///{tmp_path / 'a.db'}", None), broker, ("market_regulation",))
     assert app.link is not None
     deploy(app.engine, "police_transfer.bpmn")
-    env_vars = {k: v for k, v in os.environ.items() if not k.startswith("CASEFLOW_")}
-    env_vars.update(
+    env_vars = caseflow_environ(
         CASEFLOW_AMQP_URL=broker.url, CASEFLOW_AMQP_PREFIX=broker.names.prefix, CASEFLOW_ENV="test"
     )
     log = tmp_path / "sim.log"

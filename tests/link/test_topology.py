@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import subprocess
 import uuid
@@ -17,16 +16,17 @@ import pytest
 from adapters import amqp
 from adapters.agencies import load
 from tests.conftest import require_rabbitmq
-from tests.link.support import Broker
-
-ROOT = Path(__file__).resolve().parents[2]
-CASEFLOW = ROOT / ".venv" / "bin" / "caseflow"
+from tests.link.support import CASEFLOW, ROOT, Broker, caseflow_environ
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CASEFLOW_")}
     return subprocess.run(
-        [str(CASEFLOW), *args], env={**environ, **env}, cwd=ROOT, capture_output=True, text=True, timeout=120
+        [str(CASEFLOW), *args],
+        env=caseflow_environ(**env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -9,7 +9,6 @@ and on PostgreSQL.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from pathlib import Path
@@ -22,9 +21,12 @@ from sqlalchemy.engine import make_url
 from engine.store.db import read_only
 from engine.store.tables import outbox
 from tests.link.support import (
+    CASEFLOW,
+    ROOT,
     Broker,
     app_for,
     broker_fixture,  # noqa: F401 - the broker fixture
+    caseflow_environ,
     deploy,
     incidents,
     instances,
@@ -32,13 +34,9 @@ from tests.link.support import (
     wait_for,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-CASEFLOW = ROOT / ".venv" / "bin" / "caseflow"
-
 
 def _worker(db: str, broker: Broker, agency: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEFLOW_")}
-    env.update(
+    env = caseflow_environ(
         CASEFLOW_DATABASE_URL=db,
         CASEFLOW_AMQP_URL=broker.url,
         CASEFLOW_AMQP_PREFIX=broker.names.prefix,
