@@ -21,7 +21,8 @@ from engine.store.migrate import migrate
 
 PG_URL = os.environ.get("CASEFLOW_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# The shared corpus lives beside the project root; CASEFLOW_SHARED_DIR points elsewhere (a clone kept apart).
+SHARED = Path(os.environ.get("CASEFLOW_SHARED_DIR") or Path(__file__).resolve().parents[1].parent / "shared")
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
